@@ -1,0 +1,155 @@
+"""The `alo116` command: serve, migrate, create-user, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from chat_server import accounts
+from chat_server.errors import Refused
+from chat_server.settings import InsecureSettings, Settings
+from db.engine import create_engine, session_factory
+from db.migrate import upgrade
+
+DEMO_ACCOUNTS = (
+    # username, display name, role
+    ("ana", "Ana", "counsellor"),
+    ("besnik", "Besnik", "counsellor"),
+    ("drita", "Drita", "supervisor"),
+    ("admin", "Administratori", "admin"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alo116", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the app with settings from ALO116_*")
+    serve.add_argument("--host", default=os.environ.get("ALO116_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("ALO116_PORT", "8000")))
+
+    commands.add_parser("migrate", help="apply the database migrations")
+
+    create = commands.add_parser("create-user", help="add a staff account (password on stdin)")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=accounts.ROLES)
+    create.add_argument("--name", help="the name shown to children and colleagues")
+    create.add_argument("--max-chats", type=int, default=3)
+
+    demo = commands.add_parser("demo", help="SQLite, demo accounts, serve: all in one")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=int(os.environ.get("ALO116_PORT", "8000")))
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            settings = Settings(demo=True, public_url=f"http://{args.host}:{args.port}")
+        else:
+            settings = Settings()
+        if args.command == "serve":
+            settings.check_production_ready()
+            serve_app(settings, args.host, args.port)
+        elif args.command == "migrate":
+            upgrade(settings.database_url)
+            print(f"migrated {_redacted(settings.database_url)}")
+        elif args.command == "create-user":
+            password = _read_password()
+            asyncio.run(_create_user(settings, args, password))
+            print(f"created {args.role} {args.username!r}")
+        elif args.command == "demo":
+            upgrade(settings.database_url)
+            passwords = asyncio.run(_demo_accounts(settings))
+            _print_demo(settings, args.host, args.port, passwords)
+            serve_app(settings, args.host, args.port)
+    except (InsecureSettings, Refused) as exc:
+        print(f"alo116: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def serve_app(settings: Settings, host: str, port: int) -> None:
+    from chat_server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        # Compression costs memory per connection and can leak secrets (CRIME/BREACH).
+        ws_per_message_deflate=False,
+        # Access logs would record children's addresses: never write them.
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        log_level=os.environ.get("ALO116_LOG_LEVEL", "info"),
+    )
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise Refused("bad_request", "the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await accounts.create_user(
+            session_factory(engine),
+            username=args.username,
+            password=password,
+            role=args.role,
+            display_name=args.name,
+            max_chats=args.max_chats,
+        )
+    finally:
+        await engine.dispose()
+
+
+async def _demo_accounts(settings: Settings) -> dict[str, str]:
+    """Fresh random passwords for the demo accounts on every run, printed once."""
+    engine = create_engine(settings.database_url)
+    db = session_factory(engine)
+    passwords: dict[str, str] = {}
+    try:
+        for username, name, role in DEMO_ACCOUNTS:
+            password = secrets.token_urlsafe(9)
+            await accounts.set_password_or_create(
+                db, username=username, password=password, role=role, display_name=name
+            )
+            passwords[username] = password
+    finally:
+        await engine.dispose()
+    return passwords
+
+
+def _print_demo(settings: Settings, host: str, port: int, passwords: dict[str, str]) -> None:
+    base = f"http://{host}:{port}"
+    print("\nALO 116 111 chat: demo on the embedded SQLite database", settings.database_url)
+    print(f"  child page:   {base}/chat        (English: {base}/chat?lang=en)")
+    print(f"  console:      {base}/console")
+    print("  demo accounts (new passwords on every run):")
+    for username, _name, role in DEMO_ACCOUNTS:
+        print(f"    {role:<11} {username:<8} {passwords[username]}")
+    print(flush=True)
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

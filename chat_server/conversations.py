@@ -1,0 +1,440 @@
+"""Conversations: joining the queue, messages with gap-free seq, taking, reading, ending.
+
+Every state change is one transaction; events are published only after it commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chat_server import protocol, switchboard
+from chat_server.accounts import StaffIdentity
+from chat_server.brokers import Event
+from chat_server.errors import Refused
+from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
+from db.models import Conversation, Message, StaffUser, utcnow
+
+QUEUE_CHANGED: Event = {"type": "queue_changed"}
+FETCH_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    seq: int
+    at: datetime
+    duplicate: bool
+
+
+def message_frame(message: Message) -> Event:
+    return protocol.msg_frame(
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        sender=message.sender,
+        body=message.body,
+        at=message.created_at,
+        client_id=message.client_id,
+    )
+
+
+class Conversations:
+    def __init__(self, db: async_sessionmaker[AsyncSession], hub: Hub, *, secret: str) -> None:
+        self.db = db
+        self.hub = hub
+        self._secret = secret.encode()
+
+    # --- the child's side ------------------------------------------------------------
+
+    def token_hash(self, token: str) -> str:
+        """Keyed, so a leaked table cannot be matched against tokens without the secret."""
+        return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()
+
+    async def by_token(self, token: str) -> Conversation | None:
+        async with self.db() as session:
+            result = await session.execute(
+                select(Conversation).where(Conversation.child_token_hash == self.token_hash(token))
+            )
+            return result.scalar_one_or_none()
+
+    async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
+        async with self.db() as session:
+            return await session.get(Conversation, conversation_id)
+
+    async def start(
+        self, token: str, *, lang: str, pre_chat: protocol.PreChat | None
+    ) -> Conversation:
+        answers = pre_chat.model_dump(exclude_none=True) if pre_chat else {}
+        now = utcnow()
+        conversation = Conversation(
+            child_token_hash=self.token_hash(token),
+            lang=lang,
+            pre_chat=answers,
+            priority=switchboard.initial_priority(in_danger=answers.get("in_danger")),
+            created_at=now,
+            queued_at=now,
+            child_seen_at=now,
+        )
+        try:
+            async with self.db() as session, session.begin():
+                session.add(conversation)
+        except IntegrityError:
+            raise Refused(
+                "conflict",
+                "this token already has a conversation; to start again, say hello without a token",
+            ) from None
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+        return conversation
+
+    async def feedback(
+        self, conversation_id: uuid.UUID, *, rating: int, helped: bool | None
+    ) -> None:
+        async with self.db() as session, session.begin():
+            result = await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id,
+                    Conversation.status == "ended",
+                    Conversation.feedback_rating.is_(None),  # type: ignore[union-attr]
+                )
+                .values(feedback_rating=rating, feedback_helped=helped)
+                .returning(Conversation.id)
+            )
+            if result.scalar_one_or_none() is None:
+                raise Refused(
+                    "conflict", "feedback is given once, after the conversation has ended"
+                )
+
+    async def child_present(self, conversation_id: uuid.UUID, *, online: bool) -> None:
+        now = utcnow()
+        async with self.db() as session, session.begin():
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(child_seen_at=now, child_left_at=None if online else now)
+            )
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {
+                "type": "presence",
+                "conversation_id": str(conversation_id),
+                "child": "online" if online else "offline",
+                "_to": "staff",
+            },
+        )
+
+    # --- messages (both sides) --------------------------------------------------------
+
+    async def post(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        client_id: str,
+        body: str,
+        staff: StaffIdentity | None = None,
+    ) -> Posted:
+        """Store a message under the next seq, once per client_id, then fan it out."""
+        sender = "child" if staff is None else "counsellor"
+        now = utcnow()
+        try:
+            async with self.db() as session, session.begin():
+                earlier = await self._sent_before(session, conversation_id, sender, client_id)
+                if earlier is not None:
+                    return earlier
+                bump = (
+                    update(Conversation)
+                    .where(Conversation.id == conversation_id, Conversation.status != "ended")
+                    .values(last_seq=Conversation.last_seq + 1, last_message_at=now)
+                    .returning(Conversation.last_seq)
+                )
+                if staff is not None:
+                    bump = bump.where(
+                        Conversation.status == "active", Conversation.assigned_user_id == staff.id
+                    )
+                seq = (await session.execute(bump)).scalar_one_or_none()
+                if seq is None:
+                    raise await self._why_not(session, conversation_id, staff)
+                message = Message(
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    sender=sender,
+                    author_user_id=staff.id if staff else None,
+                    body=body,
+                    client_id=client_id,
+                    created_at=now,
+                )
+                session.add(message)
+        except IntegrityError:
+            # The same client_id raced in on another connection and won: answer with its seq.
+            async with self.db() as session:
+                earlier = await self._sent_before(session, conversation_id, sender, client_id)
+            if earlier is None:
+                raise
+            return earlier
+        await self.hub.publish(conv_channel(conversation_id), message_frame(message))
+        return Posted(seq=seq, at=now, duplicate=False)
+
+    async def fetch_after(self, conversation_id: uuid.UUID, after_seq: int) -> Sequence[Event]:
+        async with self.db() as session:
+            result = await session.execute(
+                select(Message)
+                .where(Message.conversation_id == conversation_id, Message.seq > after_seq)
+                .order_by(Message.seq)  # type: ignore[arg-type]
+                .limit(FETCH_BATCH)
+            )
+            return [message_frame(m) for m in result.scalars()]
+
+    async def typing(self, conversation_id: uuid.UUID, *, sender: str, on: bool) -> None:
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {"type": "typing", "conversation_id": str(conversation_id), "from": sender, "on": on},
+        )
+
+    async def mark_read(
+        self, conversation_id: uuid.UUID, seq: int, *, staff: StaffIdentity | None = None
+    ) -> None:
+        column = Conversation.child_read_seq if staff is None else Conversation.staff_read_seq
+        statement = (
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                column < seq,
+                Conversation.last_seq >= seq,
+            )
+            .values({column: seq})
+            .returning(Conversation.id)
+        )
+        if staff is not None:
+            statement = statement.where(Conversation.assigned_user_id == staff.id)
+        async with self.db() as session, session.begin():
+            moved = (await session.execute(statement)).scalar_one_or_none()
+        if moved is not None:
+            await self.hub.publish(
+                conv_channel(conversation_id),
+                {
+                    "type": "read",
+                    "conversation_id": str(conversation_id),
+                    "from": "child" if staff is None else "counsellor",
+                    "seq": seq,
+                },
+            )
+
+    # --- the counsellor's side ---------------------------------------------------------
+
+    async def take(
+        self, staff: StaffIdentity, conversation_id: uuid.UUID | None = None
+    ) -> Conversation:
+        """Assign a queued chat to `staff`: exactly one of several racing takes wins, and
+        nobody goes over capacity, on SQLite and PostgreSQL alike."""
+        now = utcnow()
+        for _attempt in range(5):
+            async with self.db() as session, session.begin():
+                # Lock the counsellor's row: two tabs of one counsellor taking at once
+                # serialise here, so the load counted below is the committed truth.
+                user = (
+                    await session.execute(
+                        select(StaffUser).where(StaffUser.id == staff.id).with_for_update()
+                    )
+                ).scalar_one()
+                load = await _load(session, staff.id)
+                if not switchboard.has_capacity(capacity=user.max_chats, load=load):
+                    raise Refused(
+                        "conflict",
+                        f"you already have {load} of {user.max_chats} chats",
+                        reason="at_capacity",
+                    )
+                target = conversation_id or await self._next_in_queue(session)
+                if target is None:
+                    raise Refused("not_found", "nobody is waiting", reason="queue_empty")
+                taken = (
+                    await session.execute(
+                        update(Conversation)
+                        .where(Conversation.id == target, Conversation.status == "queued")
+                        .values(status="active", assigned_user_id=staff.id, assigned_at=now)
+                        .returning(Conversation)
+                    )
+                ).scalar_one_or_none()
+                if taken is None and conversation_id is not None:
+                    raise await self._why_not_queued(session, conversation_id)
+            if taken is not None:
+                await self._announce_assignment(taken, staff, load + 1, user.max_chats)
+                return taken
+            # Someone else took the next child between our read and our update: try again.
+        raise Refused("conflict", "the queue is moving fast; try again", reason="busy")
+
+    async def end(
+        self, conversation_id: uuid.UUID, *, reason: str, staff: StaffIdentity | None = None
+    ) -> Conversation:
+        statement = (
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.status != "ended")
+            .values(status="ended", ended_at=utcnow(), end_reason=reason)
+            .returning(Conversation)
+        )
+        if staff is not None:
+            statement = statement.where(Conversation.assigned_user_id == staff.id)
+        async with self.db() as session, session.begin():
+            ended = (await session.execute(statement)).scalar_one_or_none()
+            if ended is None:
+                raise await self._why_not(session, conversation_id, staff)
+        await self.announce_end(ended)
+        return ended
+
+    async def announce_end(self, conversation: Conversation) -> None:
+        await self.hub.publish(
+            conv_channel(conversation.id),
+            {
+                "type": "ended",
+                "conversation_id": str(conversation.id),
+                "reason": conversation.end_reason,
+            },
+        )
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+        if conversation.assigned_user_id is not None:
+            await self.publish_me(conversation.assigned_user_id)
+
+    async def set_status(self, staff: StaffIdentity, value: str) -> None:
+        async with self.db() as session, session.begin():
+            await session.execute(
+                update(StaffUser)
+                .where(StaffUser.id == staff.id, StaffUser.status != value)
+                .values(status=value, status_since=utcnow(), last_seen_at=utcnow())
+            )
+        await self.publish_me(staff.id)
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+
+    async def me(self, user_id: uuid.UUID) -> Event:
+        async with self.db() as session:
+            user = await session.get(StaffUser, user_id)
+            if user is None:
+                raise Refused("not_found", "no such staff member")
+            load = await _load(session, user_id)
+        return {
+            "id": str(user.id),
+            "name": user.display_name,
+            "role": user.role,
+            "status": user.status,
+            "capacity": user.max_chats,
+            "load": load,
+        }
+
+    async def publish_me(self, user_id: uuid.UUID) -> None:
+        await self.hub.publish(user_channel(user_id), {"type": "me", **await self.me(user_id)})
+
+    async def chats_of(self, user_id: uuid.UUID) -> list[Conversation]:
+        async with self.db() as session:
+            result = await session.execute(
+                select(Conversation)
+                .where(Conversation.assigned_user_id == user_id, Conversation.status == "active")
+                .order_by(Conversation.assigned_at)  # type: ignore[arg-type]
+            )
+            return list(result.scalars())
+
+    async def check_assigned(
+        self, staff: StaffIdentity, conversation_id: uuid.UUID
+    ) -> Conversation:
+        """The conversation if `staff` is its counsellor (ended chats stay readable)."""
+        conversation = await self.get(conversation_id)
+        if conversation is None:
+            raise Refused("not_found", f"no conversation {str(conversation_id)!r}")
+        if conversation.assigned_user_id != staff.id:
+            raise Refused("forbidden", "this chat is not assigned to you")
+        return conversation
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _announce_assignment(
+        self, conversation: Conversation, staff: StaffIdentity, load: int, capacity: int
+    ) -> None:
+        cid = str(conversation.id)
+        await self.hub.publish(user_channel(staff.id), assigned_frame(conversation))
+        await self.hub.publish(
+            user_channel(staff.id),
+            {"type": "me", **(await self.me(staff.id))},
+        )
+        await self.hub.publish(
+            conv_channel(conversation.id),
+            {
+                "type": "state",
+                "conversation_id": cid,
+                "status": "active",
+                "counsellor": {"name": staff.name},
+                "_to": "child",
+            },
+        )
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+
+    async def _sent_before(
+        self, session: AsyncSession, conversation_id: uuid.UUID, sender: str, client_id: str
+    ) -> Posted | None:
+        row = (
+            await session.execute(
+                select(Message.seq, Message.created_at).where(
+                    Message.conversation_id == conversation_id,
+                    Message.sender == sender,
+                    Message.client_id == client_id,
+                )
+            )
+        ).first()
+        return None if row is None else Posted(seq=row[0], at=row[1], duplicate=True)
+
+    async def _next_in_queue(self, session: AsyncSession) -> uuid.UUID | None:
+        result = await session.execute(
+            select(Conversation.id)
+            .where(Conversation.status == "queued")
+            .order_by(
+                Conversation.priority.desc(),  # type: ignore[attr-defined]
+                Conversation.queued_at,
+                Conversation.id,
+            )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def _why_not(
+        self, session: AsyncSession, conversation_id: uuid.UUID, staff: StaffIdentity | None
+    ) -> Refused:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return Refused("not_found", f"no conversation {str(conversation_id)!r}")
+        if conversation.status == "ended":
+            return Refused("closed", "this conversation has ended")
+        if staff is not None and conversation.assigned_user_id != staff.id:
+            return Refused("forbidden", "this chat is not assigned to you")
+        return Refused("conflict", f"this conversation is {conversation.status}")
+
+    async def _why_not_queued(self, session: AsyncSession, conversation_id: uuid.UUID) -> Refused:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return Refused("not_found", f"no conversation {str(conversation_id)!r}")
+        if conversation.status == "ended":
+            return Refused("closed", "this conversation has ended")
+        return Refused("conflict", "another counsellor has already taken this chat", reason="taken")
+
+
+def assigned_frame(conversation: Conversation) -> Event:
+    return {
+        "type": "assigned",
+        "conversation_id": str(conversation.id),
+        "last_seq": conversation.last_seq,
+        "pre_chat": conversation.pre_chat,
+        "lang": conversation.lang,
+        "priority": conversation.priority,
+        "waiting_since": protocol.iso(conversation.created_at),
+    }
+
+
+async def _load(session: AsyncSession, user_id: uuid.UUID) -> int:
+    result = await session.execute(
+        select(func.count())
+        .select_from(Conversation)
+        .where(Conversation.assigned_user_id == user_id, Conversation.status == "active")
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,253 @@
+"""Wire protocol v1: typed client messages, validated once at the edge, and server frames.
+
+Pure: nothing here awaits or touches the database. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from chat_server.errors import ErrorCode, Refused
+
+VERSION = 1
+
+Lang = Literal["sq", "en"]
+AgeBand = Literal["0-3", "4-6", "7-9", "10-12", "13-15", "16-17", "18-25", "over-25", "unknown"]
+Gender = Literal["girl", "boy", "non-binary", "unknown"]
+Topic = Literal[
+    "family",
+    "school",
+    "bullying",
+    "violence",
+    "feelings",
+    "health",
+    "relationships",
+    "online",
+    "other",
+]
+StaffStatus = Literal["available", "break", "offline"]
+Sender = Literal["child", "counsellor", "system"]
+
+ClientId = Annotated[str, Field(min_length=1, max_length=64)]
+Seq = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class ProtocolError(Refused):
+    """A frame the server cannot read; becomes an `error` frame, the socket lives on."""
+
+
+class _Msg(BaseModel):
+    # Strict: "1" is not 1 and "true" is not true; unknown fields are ignored so that
+    # newer clients can talk to older servers.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class PreChat(_Msg):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    age_band: AgeBand | None = None
+    gender: Gender | None = None
+    in_danger: bool | None = None
+    topic: Topic | None = None
+
+
+# --- child to server -------------------------------------------------------------------
+
+
+class Hello(_Msg):
+    type: Literal["hello"]
+    v: Literal[1]
+    lang: Lang = "sq"
+    token: Annotated[str, Field(min_length=16, max_length=128)] | None = None
+    last_seq: Seq | None = None
+
+
+class Start(_Msg):
+    type: Literal["start"]
+    pre_chat: PreChat | None = None
+
+
+class Send(_Msg):
+    type: Literal["send"]
+    client_id: ClientId
+    body: str
+
+
+class Typing(_Msg):
+    type: Literal["typing"]
+    on: bool
+
+
+class Read(_Msg):
+    type: Literal["read"]
+    seq: Seq
+
+
+class End(_Msg):
+    type: Literal["end"]
+
+
+class Feedback(_Msg):
+    type: Literal["feedback"]
+    rating: Annotated[int, Field(ge=1, le=5)]
+    helped: bool | None = None
+
+
+ChildMessage = Hello | Start | Send | Typing | Read | End | Feedback
+
+
+# --- staff to server -------------------------------------------------------------------
+
+
+class Status(_Msg):
+    type: Literal["status"]
+    value: StaffStatus
+
+
+class Take(_Msg):
+    type: Literal["take"]
+    conversation_id: uuid.UUID | None = None
+
+
+class StaffSend(_Msg):
+    type: Literal["send"]
+    conversation_id: uuid.UUID
+    client_id: ClientId
+    body: str
+
+
+class StaffTyping(_Msg):
+    type: Literal["typing"]
+    conversation_id: uuid.UUID
+    on: bool
+
+
+class StaffRead(_Msg):
+    type: Literal["read"]
+    conversation_id: uuid.UUID
+    seq: Seq
+
+
+class Resume(_Msg):
+    type: Literal["resume"]
+    conversation_id: uuid.UUID
+    last_seq: Seq
+
+
+class StaffEnd(_Msg):
+    type: Literal["end"]
+    conversation_id: uuid.UUID
+
+
+StaffMessage = Status | Take | StaffSend | StaffTyping | StaffRead | Resume | StaffEnd
+
+_child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(
+    Annotated[ChildMessage, Field(discriminator="type")]
+)
+_staff_adapter: TypeAdapter[StaffMessage] = TypeAdapter(
+    Annotated[StaffMessage, Field(discriminator="type")]
+)
+
+
+def parse_child(frame: str, *, max_body_chars: int) -> ChildMessage:
+    message = _parse(_child_adapter, frame)
+    if isinstance(message, Send):
+        check_body(message.body, max_body_chars)
+    return message
+
+
+def parse_staff(frame: str, *, max_body_chars: int) -> StaffMessage:
+    message = _parse(_staff_adapter, frame)
+    if isinstance(message, StaffSend):
+        check_body(message.body, max_body_chars)
+    return message
+
+
+def check_body(body: str, max_chars: int) -> None:
+    if not body.strip():
+        raise ProtocolError("bad_request", "body must not be blank")
+    if len(body) > max_chars:
+        raise ProtocolError(
+            "too_large", f"body has {len(body)} characters; the limit is {max_chars}"
+        )
+
+
+def frame_type(frame: str) -> str | None:
+    """The `type` of a frame, if it has a readable one (to say what an error answers)."""
+    try:
+        value = json.loads(frame)
+    except ValueError:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _parse(adapter: TypeAdapter[Any], frame: str) -> Any:
+    try:
+        value = json.loads(frame)
+    except ValueError:
+        raise ProtocolError("bad_request", "frame is not valid JSON") from None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise ProtocolError("bad_request", "frame must be a JSON object with a string 'type'")
+    try:
+        return adapter.validate_json(frame)
+    except ValidationError as exc:
+        raise ProtocolError("bad_request", _describe(value["type"], exc)) from None
+
+
+def _describe(kind: str, exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "union_tag_invalid":
+        return f"unknown message type {kind!r}"
+    where = ".".join(str(part) for part in error["loc"][1:])
+    return f"{kind}: {where}: {error['msg']}" if where else f"{kind}: {error['msg']}"
+
+
+# --- server to client ------------------------------------------------------------------
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def error(code: ErrorCode, message: str, **context: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, **context}
+
+
+def msg_frame(
+    *,
+    conversation_id: uuid.UUID,
+    seq: int,
+    sender: str,
+    body: str,
+    at: datetime,
+    client_id: str | None,
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "msg",
+        "conversation_id": str(conversation_id),
+        "seq": seq,
+        "from": sender,
+        "body": body,
+        "at": iso(at),
+    }
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
+
+
+def ack_frame(
+    *, conversation_id: uuid.UUID, client_id: str, seq: int, at: datetime
+) -> dict[str, Any]:
+    return {
+        "type": "ack",
+        "conversation_id": str(conversation_id),
+        "client_id": client_id,
+        "seq": seq,
+        "at": iso(at),
+    }

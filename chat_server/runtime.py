@@ -1,0 +1,84 @@
+"""The services one node runs, built from settings and torn down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from chat_server.brokers import Broker
+from chat_server.brokers.memory import MemoryBroker
+from chat_server.conversations import Conversations
+from chat_server.floor import Floor
+from chat_server.hub import Hub
+from chat_server.settings import Settings
+from db.engine import create_engine, session_factory
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    db: async_sessionmaker[AsyncSession]
+    hub: Hub
+    conversations: Conversations
+    floor: Floor
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def check_database(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.redis_url:
+        from chat_server.brokers.redis import RedisBroker
+
+        return RedisBroker(settings.redis_url)
+    return MemoryBroker()
+
+
+async def start_services(settings: Settings, *, sweeps: bool = True) -> Services:
+    engine = create_engine(settings.database_url)
+    db = session_factory(engine)
+    hub = Hub(make_broker(settings))
+    await hub.start()
+    conversations = Conversations(db, hub, secret=settings.secret_key)
+    floor = Floor(db, hub, conversations, settings)
+    services = Services(settings, engine, db, hub, conversations, floor)
+    if sweeps:
+        services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    for task in services.tasks:
+        task.cancel()
+    for task in services.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await services.hub.broker.close()
+    await services.engine.dispose()
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    services: Services = connection.state.services
+    return services
+
+
+def origin_allowed(connection: HTTPConnection, services: Services) -> bool:
+    """Browsers always send Origin; it must be this site or a configured helpline origin.
+
+    Tools without an Origin header (not browsers) cannot carry a victim's cookies.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    host = connection.headers.get("host", "")
+    own = {f"http://{host}", f"https://{host}", services.settings.public_url.rstrip("/")}
+    return origin in own or origin in services.settings.allowed_origins

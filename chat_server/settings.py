@@ -1,0 +1,80 @@
+"""One typed settings object, read once at the edge and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{Path('var') / 'alo116.db'}"
+
+
+class InsecureSettings(ValueError):
+    """Settings that must never reach production."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALO116_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    secret_key: str = PLACEHOLDER_SECRET
+    # Demo mode tolerates the placeholder secret and plain-HTTP cookies.
+    demo: bool = False
+    # Extra origins allowed to open WebSockets (the page's own origin always is).
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_url: str = "http://127.0.0.1:8000"
+    default_lang: Literal["sq", "en"] = "sq"
+
+    # Bounds; each has a clear error on the wire.
+    max_frame_bytes: int = 16 * 1024
+    max_body_chars: int = 2000
+    outbound_queue_size: int = 512
+    child_messages_per_second: float = 3.0
+    child_message_burst: int = 10
+    staff_messages_per_second: float = 10.0
+    staff_message_burst: int = 30
+
+    # Timers, all enforced by periodic sweeps.
+    sweep_interval_s: float = 5.0
+    heartbeat_interval_s: float = 10.0
+    staff_grace_s: float = 90.0
+    child_queue_grace_s: float = 900.0
+    inactivity_close_s: float = 3600.0
+
+    # Wait estimate before there is history to learn from.
+    default_handle_time_s: int = 900
+
+    session_lifetime_s: int = 12 * 3600
+    session_idle_s: int = 2 * 3600
+
+    # The child's page: an unremarkable title and a neutral site for quick exit.
+    child_page_title: str = "Bisedë"
+    quick_exit_url: str = "https://www.google.com/search?q=moti+sot"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def check_production_ready(self) -> None:
+        if self.demo:
+            return
+        if self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32:
+            raise InsecureSettings(
+                "ALO116_SECRET_KEY is the placeholder or shorter than 32 characters; set a "
+                "long random value: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )

@@ -1,0 +1,128 @@
+"""The tables. The database is the single source of truth; memory only caches it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware on both databases: SQLite keeps no zone, so UTC is restored on read."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}; use datetime.now(UTC)")
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class StaffUser(SQLModel, table=True):
+    __tablename__ = "staff_users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    display_name: str = Field(max_length=80)
+    role: str = Field(max_length=16)  # counsellor | supervisor | admin
+    password_hash: str = Field(max_length=255)
+    max_chats: int = Field(default=3)
+    status: str = Field(default="offline", max_length=16)  # available | break | offline
+    status_since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Refreshed by the node holding a connection; a sweep turns stale users offline.
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StaffSession(SQLModel, table=True):
+    __tablename__ = "staff_sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    # Only a hash of the cookie is kept, so a database dump cannot log anyone in.
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: uuid.UUID = Field(foreign_key="staff_users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversations"
+    __table_args__ = (sa.Index("ix_conversations_queue", "status", "priority", "queued_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    status: str = Field(default="queued", max_length=16, index=True)  # queued | active | ended
+    priority: int = Field(default=0)
+    lang: str = Field(default="sq", max_length=8)
+    pre_chat: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # Keyed HMAC of the child's random token; the token itself is never stored.
+    child_token_hash: str = Field(max_length=64, unique=True)
+    assigned_user_id: uuid.UUID | None = Field(
+        default=None, foreign_key="staff_users.id", index=True
+    )
+    # The last seq handed out; bumped in the same transaction as each message insert.
+    last_seq: int = Field(default=0)
+    child_read_seq: int = Field(default=0)
+    staff_read_seq: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Queue order key: set on joining, and moved to the front when a chat is requeued.
+    queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    end_reason: str | None = Field(default=None, max_length=32)
+    last_message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Refreshed while the child's socket is open on some node; grace sweeps read it.
+    child_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the child's last socket closed; cleared when the child is back.
+    child_left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    feedback_rating: int | None = Field(default=None)
+    feedback_helped: bool | None = Field(default=None)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        sa.UniqueConstraint(
+            "conversation_id", "sender", "client_id", name="uq_messages_conversation_client"
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    conversation_id: uuid.UUID = Field(foreign_key="conversations.id")
+    seq: int
+    sender: str = Field(max_length=16)  # child | counsellor | system
+    author_user_id: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id")
+    body: str = Field(sa_type=sa.Text)
+    client_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: the code has no path that updates or deletes a row."""
+
+    __tablename__ = "audit_events"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor_user_id: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id", index=True)
+    action: str = Field(max_length=48, index=True)
+    target: str | None = Field(default=None, max_length=80)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
