@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -69,7 +70,10 @@ def _pg_url(database: str) -> str:
 async def _pg_admin(sql: str) -> None:
     url = make_url(PG_ADMIN_URL)
     conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
         database=url.database,
     )
     try:
@@ -151,13 +155,19 @@ class LiveServer:
         engine = create_engine(self.settings.database_url)
         try:
             staff = await accounts.create_user(
-                session_factory(engine), username=username, password=PASSWORD, role=role,
-                display_name=name or username.title(), max_chats=max_chats,
+                session_factory(engine),
+                username=username,
+                password=PASSWORD,
+                role=role,
+                display_name=name or username.title(),
+                max_chats=max_chats,
             )
         finally:
             await engine.dispose()
         async with httpx.AsyncClient(base_url=self.url) as http:
-            answer = await http.post("/api/login", json={"username": username, "password": PASSWORD})
+            answer = await http.post(
+                "/api/login", json={"username": username, "password": PASSWORD}
+            )
             assert answer.status_code == 200, answer.text
             cookie = answer.cookies[accounts.SESSION_COOKIE]
         return staff, cookie
@@ -167,8 +177,9 @@ class LiveServer:
         self.clients.append(client)
         return client
 
-    async def counsellor(self, *, max_chats: int = 3, name: str | None = None,
-                         available: bool = True) -> Client:
+    async def counsellor(
+        self, *, max_chats: int = 3, name: str | None = None, available: bool = True
+    ) -> Client:
         staff, cookie = await self.staff("counsellor", max_chats=max_chats, name=name)
         client = await connect_staff(self.ws_url, cookie)
         client.identity = staff
@@ -189,9 +200,15 @@ class LiveServer:
 async def start_server(settings: Settings) -> LiveServer:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False,
-        lifespan="on", log_level="warning", access_log=False,
+        app,
+        host="127.0.0.1",
+        port=0,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -228,16 +245,21 @@ class ServerProcess:
     env: dict[str, str]
     port: int
     process: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chat_server.cli", "serve", "--port", str(self.port)],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chat_server.cli", "serve", "--port", str(self.port)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -253,6 +275,7 @@ class ServerProcess:
             self.process = None
 
     def stop(self) -> None:
+        self.log.unlink(missing_ok=True)
         if self.process is not None:
             self.process.terminate()
             try:
@@ -264,9 +287,21 @@ class ServerProcess:
 
     def create_user(self, username: str, role: str, name: str, password: str = PASSWORD) -> None:
         subprocess.run(
-            [sys.executable, "-m", "chat_server.cli", "create-user", username, "--role", role,
-             "--name", name],
-            input=password.encode() + b"\n", env=self.env, cwd=ROOT, check=True,
+            [
+                sys.executable,
+                "-m",
+                "chat_server.cli",
+                "create-user",
+                username,
+                "--role",
+                role,
+                "--name",
+                name,
+            ],
+            input=password.encode() + b"\n",
+            env=self.env,
+            cwd=ROOT,
+            check=True,
             capture_output=True,
         )
 
