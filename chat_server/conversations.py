@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import protocol, switchboard
+from chat_server import audit, protocol, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.errors import Refused
@@ -299,6 +299,49 @@ class Conversations:
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
         if conversation.assigned_user_id is not None:
             await self.publish_me(conversation.assigned_user_id)
+
+    async def apply_risk(
+        self, conversation_id: uuid.UUID, level: str, *, staff: StaffIdentity
+    ) -> Conversation:
+        """Flag the live risk of a chat: high and imminent move it up the queue, and the
+        flag is never lowered by priority (only the level itself changes)."""
+        if level not in switchboard.RISK_LEVELS:
+            raise Refused(
+                "bad_request", f"risk level must be one of {switchboard.RISK_LEVELS}, not {level!r}"
+            )
+        async with self.db() as session, session.begin():
+            conversation = (
+                await session.execute(
+                    select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+                )
+            ).scalar_one_or_none()
+            if conversation is None:
+                raise Refused("not_found", f"no conversation {str(conversation_id)!r}")
+            if conversation.assigned_user_id != staff.id and not staff.supervises:
+                raise Refused("forbidden", "this chat is not assigned to you")
+            previous = conversation.risk_level
+            conversation.risk_level = level
+            conversation.priority = switchboard.priority_for_risk(conversation.priority, level)
+            audit.record(
+                session,
+                action="risk.flag",
+                actor_user_id=staff.id,
+                target=f"conversation:{conversation_id}",
+                level=level,
+                previous=previous,
+            )
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {
+                "type": "risk",
+                "conversation_id": str(conversation_id),
+                "level": level,
+                "priority": conversation.priority,
+                "_to": "staff",
+            },
+        )
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+        return conversation
 
     async def set_status(self, staff: StaffIdentity, value: str) -> None:
         async with self.db() as session, session.begin():

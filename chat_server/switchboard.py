@@ -45,8 +45,19 @@ def queue_order(waiting: Iterable[Waiting]) -> list[Waiting]:
     return sorted(waiting, key=lambda w: (-w.priority, w.queued_at, w.conversation_id))
 
 
+RISK_LEVELS = ("none", "low", "high", "imminent")
+# A flagged risk never lowers a priority; imminent danger goes before everyone.
+RISK_PRIORITY = {"none": PRIORITY_NORMAL, "low": PRIORITY_NORMAL, "high": 2, "imminent": 3}
+
+
 def initial_priority(*, in_danger: bool | None) -> int:
     return PRIORITY_IN_DANGER if in_danger else PRIORITY_NORMAL
+
+
+def priority_for_risk(current: int, level: str) -> int:
+    if level not in RISK_PRIORITY:
+        raise ValueError(f"risk level must be one of {RISK_LEVELS}, not {level!r}")
+    return max(current, RISK_PRIORITY[level])
 
 
 def has_capacity(*, capacity: int, load: int) -> bool:

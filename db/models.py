@@ -70,6 +70,8 @@ class Conversation(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     status: str = Field(default="queued", max_length=16, index=True)  # queued | active | ended
     priority: int = Field(default=0)
+    # Live triage: none | low | high | imminent; high and imminent raise the priority.
+    risk_level: str = Field(default="none", max_length=16)
     lang: str = Field(default="sq", max_length=8)
     pre_chat: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     # Keyed HMAC of the child's random token; the token itself is never stored.

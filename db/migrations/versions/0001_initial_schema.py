@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 17:31:01.239540
+Create Date: 2026-11-28 17:36:28.648828
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -62,6 +63,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("risk_level", sa.String(length=16), nullable=False),
         sa.Column("lang", sa.String(length=8), nullable=False),
         sa.Column("pre_chat", sa.JSON(), nullable=False),
         sa.Column("child_token_hash", sa.String(length=64), nullable=False),
