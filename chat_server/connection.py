@@ -136,6 +136,8 @@ class Connection:
                     await self._replay(uuid.UUID(frame["_conv"]), frame["after"])
                 elif kind == "msg":
                     await self._deliver_msg(frame)
+                elif kind == "_head":
+                    await self._catch_up(uuid.UUID(frame["_conv"]), frame["seq"])
                 else:
                     await self._send(frame)
         except asyncio.CancelledError:
@@ -158,6 +160,12 @@ class Connection:
             await self._send(frame)
             self._cursors[conversation_id] = seq
         else:
+            await self._replay(conversation_id, cursor)
+
+    async def _catch_up(self, conversation_id: uuid.UUID, head: int) -> None:
+        """The database is at `head`: if this client is behind (a lost event), fill in."""
+        cursor = self._cursors.get(conversation_id)
+        if cursor is not None and head > cursor:
             await self._replay(conversation_id, cursor)
 
     async def _replay(self, conversation_id: uuid.UUID, after_seq: int) -> None:

@@ -194,6 +194,28 @@ class Floor:
                     .where(Conversation.id.in_(children))  # type: ignore[attr-defined]
                     .values(child_seen_at=now, child_left_at=None)
                 )
+        await self._push_heads()
+
+    async def _push_heads(self) -> None:
+        """Tell local clients where each of their conversations stands in the database.
+
+        The broker may drop an event; if it was the last message of a burst, no later
+        message would reveal the gap. A writer that is behind its head fills in from
+        the database, so a dropped event costs at most one heartbeat of latency.
+        """
+        local = self.hub.local_conversations()
+        if not local:
+            return
+        async with self.db() as session:
+            rows = await session.execute(
+                select(Conversation.id, Conversation.last_seq).where(
+                    Conversation.id.in_(local)  # type: ignore[attr-defined]
+                )
+            )
+        for conversation_id, last_seq in rows:
+            head = {"type": "_head", "conversation_id": str(conversation_id), "seq": last_seq}
+            for connection in self.hub.members(conv_channel(conversation_id)):
+                connection.push(head)
 
     async def sweep(self) -> None:
         now = utcnow()

@@ -68,7 +68,11 @@ class Hub:
         if members is None:
             return
         members.discard(connection)
-        self._joined[connection].discard(channel)
+        joined = self._joined.get(connection)
+        if joined is not None:
+            joined.discard(channel)
+            if not joined:
+                del self._joined[connection]
         if not members:
             del self._members[channel]
             if channel != FLOOR:

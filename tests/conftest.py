@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,24 @@ async def live(database_url: str) -> AsyncIterator[LiveServer]:
     try:
         yield server
     finally:
+        await stop_server(server)
+
+
+MakeLive = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def make_live(database_url: str) -> AsyncIterator[MakeLive]:
+    """Live servers with overridden settings (e.g. short grace periods)."""
+    servers: list[LiveServer] = []
+
+    async def make(**overrides: Any) -> LiveServer:
+        server = await start_server(test_settings(database_url, **overrides))
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
         await stop_server(server)
 
 

@@ -1,0 +1,111 @@
+"""Grace periods and inactivity, enforced by the periodic sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import MakeLive
+
+
+async def test_a_chat_whose_counsellor_vanished_goes_back_to_the_front_of_the_queue(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(staff_grace_s=1.0)
+    first = await live.child()
+    await first.send(type="start")
+    await first.expect("state")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    await first.expect("state", status="active")
+    second = await live.child()
+    await second.send(type="start")
+    assert (await second.expect("state"))["position"] == 1
+
+    await first.quiet(0.1)  # forget the states that came before
+    await counsellor.close()
+    # The child is told, and is first in line again, ahead of the child who came later.
+    assert (await first.expect("state", status="queued", timeout=6))["status"] == "queued"
+    assert (await first.expect("state", status="queued", position=1, timeout=3))["position"] == 1
+    assert (await second.expect("state", position=2, timeout=3))["position"] == 2
+
+    colleague = await live.counsellor()
+    await colleague.send(type="take")
+    assigned = await colleague.expect("assigned")
+    assert assigned["conversation_id"] == cid and assigned["priority"] >= 1
+
+
+async def test_a_console_back_within_the_grace_period_keeps_its_chats(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(staff_grace_s=3.0)
+    child = await live.child()
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    await child.send(type="send", client_id="a", body="a je aty?")
+    await counsellor.expect("msg", seq=1)
+    await counsellor.close()
+    await child.send(type="send", client_id="b", body="alo?")
+    await child.expect("ack", client_id="b")
+
+    assert counsellor.cookie is not None
+    again = await live.staff_client(counsellor.cookie)
+    snapshot = await again.expect("snapshot")
+    assert [c["conversation_id"] for c in snapshot["chats"]] == [cid]
+    assert snapshot["chats"][0]["last_seq"] == 2
+    await again.send(type="resume", conversation_id=cid, last_seq=1)
+    assert (await again.expect("msg"))["seq"] == 2
+    await asyncio.sleep(3.5)
+    await again.quiet(0.2)
+    assert not [f for f in again.seen if f["type"] == "released"]
+    assert child.of_type("state")[-1]["status"] == "active"
+
+
+async def test_a_waiting_child_gone_past_the_grace_period_leaves_the_queue(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(child_queue_grace_s=1.0)
+    counsellor = await live.counsellor()
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state")
+    assert len((await counsellor.expect("queue", timeout=2))["items"]) in (0, 1)
+    await child.close()
+    deadline = asyncio.get_running_loop().time() + 6
+    while True:
+        queue = await counsellor.expect("queue", timeout=6)
+        if not queue["items"]:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "still queued"
+    await counsellor.send(type="take")
+    assert (await counsellor.expect("error"))["code"] == "not_found"
+
+
+async def test_a_chat_silent_past_the_inactivity_limit_is_closed(make_live: MakeLive) -> None:
+    live = await make_live(inactivity_close_s=1.0)
+    child = await live.child()
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    assert (await child.expect("ended", timeout=6))["reason"] == "inactive"
+    assert (await counsellor.expect("ended", conversation_id=cid))["reason"] == "inactive"
+
+
+async def test_a_child_that_reconnects_sees_the_counsellor_online_again(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live()
+    child = await live.child()
+    token = child.token
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    await child.close()
+    gone = await counsellor.expect("presence", conversation_id=cid, child="offline")
+    assert gone["child"] == "offline"
+    await live.child(token=token, last_seq=0)
+    await counsellor.expect("presence", conversation_id=cid, child="online")
