@@ -55,8 +55,9 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.kind}")
+    def start(self, first: Event | None = None) -> None:
+        """Start writing; `first`, if given, goes out before anything queued so far."""
+        self._writer = asyncio.create_task(self._write_loop(first), name=f"writer-{self.kind}")
 
     def push(self, frame: Event) -> None:
         """Queue a frame for this client; never waits. Overflow closes the connection."""
@@ -125,8 +126,10 @@ class Connection:
                 shaped.pop("client_id", None)
         return shaped
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, first: Event | None) -> None:
         try:
+            if first is not None:
+                await self._send(first)
             while True:
                 frame = await self._queue.get()
                 if frame is _STOP:

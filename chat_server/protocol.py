@@ -6,11 +6,13 @@ Pure: nothing here awaits or touches the database. See docs/protocol.md.
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from chat_server.errors import ErrorCode, Refused
 
@@ -62,9 +64,17 @@ class PreChat(_Msg):
 class Hello(_Msg):
     type: Literal["hello"]
     v: Literal[1]
-    lang: Lang = "sq"
+    lang: Lang | None = None
     token: Annotated[str, Field(min_length=16, max_length=128)] | None = None
     last_seq: Seq | None = None
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _exactly_the_integer(cls, value: object) -> object:
+        # Literal[1] alone would take true and 1.0, which equal 1 in Python.
+        if type(value) is not int:
+            raise PydanticCustomError("literal_error", "Input should be 1")
+        return value
 
 
 class Start(_Msg):
@@ -169,7 +179,7 @@ def parse_staff(frame: str, *, max_body_chars: int) -> StaffMessage:
 
 
 def check_body(body: str, max_chars: int) -> None:
-    if not body.strip():
+    if is_blank(body):
         raise ProtocolError("bad_request", "body must not be blank")
     if len(body) > max_chars:
         raise ProtocolError(
@@ -177,14 +187,42 @@ def check_body(body: str, max_chars: int) -> None:
         )
 
 
+def is_blank(body: str) -> bool:
+    """Nothing a person could read: spaces, line breaks, zero-width and control characters."""
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in body)
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 def frame_type(frame: str) -> str | None:
     """The `type` of a frame, if it has a readable one (to say what an error answers)."""
+    return _context_of(frame).get("in_reply_to")
+
+
+def error_context(frame: str) -> dict[str, str]:
+    """What an error about this frame should quote back so the client can match it:
+    the type it answers and, where given as strings, its client_id and conversation_id."""
+    return _context_of(frame)
+
+
+def _context_of(frame: str) -> dict[str, str]:
     try:
         value = json.loads(frame)
-    except ValueError:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    return kind if isinstance(kind, str) else None
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    context = {}
+    for key, name in (
+        ("type", "in_reply_to"),
+        ("client_id", "client_id"),
+        ("conversation_id", "conversation_id"),
+    ):
+        field = value.get(key)
+        if isinstance(field, str) and len(field) <= 64:
+            context[name] = field
+    return context
 
 
 def _parse(adapter: TypeAdapter[Any], frame: str) -> Any:
@@ -192,6 +230,8 @@ def _parse(adapter: TypeAdapter[Any], frame: str) -> Any:
         value = json.loads(frame)
     except ValueError:
         raise ProtocolError("bad_request", "frame is not valid JSON") from None
+    except RecursionError:
+        raise ProtocolError("bad_request", "frame is nested too deeply") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ProtocolError("bad_request", "frame must be a JSON object with a string 'type'")
     try:
@@ -212,7 +252,7 @@ def _describe(kind: str, exc: ValidationError) -> str:
 
 
 def iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def error(code: ErrorCode, message: str, **context: Any) -> dict[str, Any]:

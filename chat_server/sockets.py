@@ -7,7 +7,6 @@ up in `finally`. Frames over the size limit never get here: the server closes wi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -61,8 +60,7 @@ async def _serve(
         if text is None:
             connection.push(protocol.error("bad_request", "send text frames of JSON, not binary"))
             continue
-        kind = protocol.frame_type(text)
-        context = {"in_reply_to": kind} if kind else {}
+        context = protocol.error_context(text)
         if not limits.frames.allow(time.monotonic()):
             connection.push(protocol.error("rate_limited", "too many frames; slow down", **context))
             continue
@@ -70,27 +68,19 @@ async def _serve(
             await handle(parse(text))
         except Refused as refusal:
             connection.push(
-                protocol.error(refusal.code, refusal.message, **context, **refusal.context)
+                protocol.error(refusal.code, refusal.message, **(context | refusal.context))
             )
         except UNAVAILABLE:
-            log.warning("database unavailable while handling %s", kind, exc_info=True)
-            retry = {"client_id": _client_id(text)} if kind == "send" else {}
+            log.warning(
+                "database unavailable while handling %s", context.get("in_reply_to"), exc_info=True
+            )
             connection.push(
                 protocol.error(
                     "unavailable",
                     "the service is briefly unavailable; nothing was stored, try again",
                     **context,
-                    **{k: v for k, v in retry.items() if v},
                 )
             )
-
-
-def _client_id(text: str) -> str | None:
-    try:
-        value = json.loads(text).get("client_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
 
 
 # --- the child -------------------------------------------------------------------------
@@ -133,9 +123,7 @@ class ChildSession:
         conversation_id = self._conversation()
         if isinstance(message, protocol.Send):
             if not self.limits.sends.allow(time.monotonic()):
-                raise Refused(
-                    "rate_limited", "too many messages; wait a moment", client_id=message.client_id
-                )
+                raise Refused("rate_limited", "too many messages; wait a moment")
             posted = await conversations.post(
                 conversation_id, client_id=message.client_id, body=message.body
             )
@@ -166,11 +154,12 @@ class ChildSession:
     async def _hello(self, hello: protocol.Hello) -> None:
         if self.token is not None:
             raise Refused("conflict", "hello was already said on this connection")
-        self.lang = hello.lang
+        self.lang = hello.lang or self.services.settings.default_lang
         conversation = (
             await self.services.conversations.by_token(hello.token) if hello.token else None
         )
-        self.token = hello.token if hello.token else secrets.token_urlsafe(32)
+        # Tokens are only ever made here: an unknown one is replaced, never adopted.
+        self.token = hello.token if conversation is not None else secrets.token_urlsafe(32)
         if conversation is None:
             self.connection.push(
                 {"type": "welcome", "token": self.token, "status": "new", "last_seq": 0}
@@ -184,15 +173,17 @@ class ChildSession:
                 "last_seq": conversation.last_seq,
             }
         )
-        await self._follow(conversation.id)
-        self.connection.replay(conversation.id, hello.last_seq or 0)
+        await self._follow(conversation.id, after_seq=hello.last_seq or 0)
         if conversation.status == "ended":
             self.connection.push({"type": "ended", "reason": conversation.end_reason})
         else:
             self.connection.push(await self.services.floor.child_state(conversation))
 
-    async def _follow(self, conversation_id: uuid.UUID) -> None:
+    async def _follow(self, conversation_id: uuid.UUID, *, after_seq: int = 0) -> None:
+        """Replay what the child lacks, then follow live: the replay is queued before the
+        join, so a message arriving in between is sent once, by whichever comes first."""
         self.conversation_id = conversation_id
+        self.connection.replay(conversation_id, after_seq)
         await self.services.hub.join(self.connection, conv_channel(conversation_id))
         await self.services.conversations.child_present(conversation_id, online=True)
 
@@ -261,11 +252,13 @@ class StaffSession:
         )
 
     async def open(self) -> None:
+        """Follow the staff member's channels, then start the writer with the snapshot,
+        so the snapshot is the first frame and nothing published meanwhile is lost."""
         hub = self.services.hub
         await hub.join(self.connection, user_channel(self.staff.id))
         for conversation in await self.services.conversations.chats_of(self.staff.id):
             await hub.join(self.connection, conv_channel(conversation.id))
-        self.connection.push(await self.services.floor.snapshot(self.staff))
+        self.connection.start(first=await self.services.floor.snapshot(self.staff))
 
     def follows(self, conversation_id: uuid.UUID) -> bool:
         return self.connection in self.services.hub.members(conv_channel(conversation_id))
@@ -280,19 +273,10 @@ class StaffSession:
         elif isinstance(message, protocol.StaffSend):
             cid = message.conversation_id
             if not self.limits.sends.allow(time.monotonic()):
-                raise Refused(
-                    "rate_limited",
-                    "too many messages; wait a moment",
-                    conversation_id=str(cid),
-                    client_id=message.client_id,
-                )
-            try:
-                posted = await conversations.post(
-                    cid, client_id=message.client_id, body=message.body, staff=staff
-                )
-            except Refused as refusal:
-                refusal.context.update(conversation_id=str(cid), client_id=message.client_id)
-                raise
+                raise Refused("rate_limited", "too many messages; wait a moment")
+            posted = await conversations.post(
+                cid, client_id=message.client_id, body=message.body, staff=staff
+            )
             self.connection.push(
                 protocol.ack_frame(
                     conversation_id=cid, client_id=message.client_id, seq=posted.seq, at=posted.at
@@ -300,11 +284,7 @@ class StaffSession:
             )
         elif isinstance(message, protocol.StaffTyping):
             if not self.follows(message.conversation_id):
-                raise Refused(
-                    "forbidden",
-                    "this chat is not assigned to you",
-                    conversation_id=str(message.conversation_id),
-                )
+                raise Refused("forbidden", "this chat is not assigned to you")
             await conversations.typing(message.conversation_id, sender="counsellor", on=message.on)
         elif isinstance(message, protocol.StaffRead):
             await conversations.check_assigned(staff, message.conversation_id)
@@ -312,9 +292,9 @@ class StaffSession:
         elif isinstance(message, protocol.Resume):
             cid = message.conversation_id
             await conversations.check_assigned(staff, cid)
+            self.connection.replay(cid, message.last_seq)
             if not self.follows(cid):
                 await self.services.hub.join(self.connection, conv_channel(cid))
-            self.connection.replay(cid, message.last_seq)
         elif isinstance(message, protocol.StaffEnd):
             await conversations.end(message.conversation_id, reason="counsellor_ended", staff=staff)
 
@@ -340,8 +320,8 @@ def _follow_assignments(services: Services) -> Callable[[Connection, str, Event]
 
 
 async def _join_and_replay(services: Services, connection: Connection, cid: uuid.UUID) -> None:
-    await services.hub.join(connection, conv_channel(cid))
     connection.replay(cid, 0)
+    await services.hub.join(connection, conv_channel(cid))
 
 
 def install_hooks(services: Services) -> None:
@@ -369,7 +349,6 @@ async def staff_socket(websocket: WebSocket) -> None:
         queue_size=settings.outbound_queue_size,
         user_id=staff.id,
     )
-    connection.start()
     session = StaffSession(services, connection, staff)
     try:
         await session.open()

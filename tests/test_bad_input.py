@@ -153,3 +153,32 @@ async def test_health_reports_the_database(live: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live.url) as http:
         answer = await http.get("/healthz")
     assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+async def test_a_deeply_nested_frame_is_refused_and_the_socket_lives(live: LiveServer) -> None:
+    child = await live.child()
+    await child.send_raw("[" * 5000)
+    assert (await child.expect("error"))["code"] == "bad_request"
+    await child.send(type="start")
+    await child.expect("state")
+
+
+async def test_every_refused_send_names_its_client_id(live: LiveServer) -> None:
+    child = await live.child()
+    await child.send(type="send", client_id="early", body="hi")  # before start
+    assert (await child.expect("error"))["client_id"] == "early"
+    await child.send(type="start")
+    await child.send(type="send", client_id="blank", body="\u200b \n")
+    assert (await child.expect("error", client_id="blank"))["code"] == "bad_request"
+    await child.send(type="end")
+    await child.expect("ended")
+    await child.send(type="send", client_id="late", body="hello?")
+    late = await child.expect("error", client_id="late")
+    assert (late["code"], late["in_reply_to"]) == ("closed", "send")
+
+
+async def test_an_unknown_token_is_replaced_by_a_fresh_one(live: LiveServer) -> None:
+    made_up = "x" * 40
+    child = await live.child(token=made_up, last_seq=0)
+    assert child.token != made_up and len(child.token or "") >= 40
+    assert child.of_type("welcome")[0]["status"] == "new"

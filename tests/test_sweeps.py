@@ -60,6 +60,7 @@ async def test_a_console_back_within_the_grace_period_keeps_its_chats(
     await asyncio.sleep(3.5)
     await again.quiet(0.2)
     assert not [f for f in again.seen if f["type"] == "released"]
+    await child.quiet(0.2)
     assert child.of_type("state")[-1]["status"] == "active"
 
 
