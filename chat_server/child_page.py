@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 import web_client
 from chat_server.assets import Assets, load_strings, strings_json
+from chat_server.runtime import services_of
 from chat_server.settings import Settings
 
 ROOT = Path(web_client.__file__).parent
@@ -41,7 +42,30 @@ def routes(settings: Settings) -> list[Route | Mount]:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    async def quick_exit(request: Request) -> Response:
+        """navigator.sendBeacon from the page's quick exit: the body is the child's token.
+
+        Best effort by design (the page is already gone): it answers 204 whatever the
+        token, so it tells nobody whether a conversation exists.
+        """
+        body = await _read_limited(request, 256)
+        token = body.decode("utf-8", "replace").strip() if body is not None else ""
+        if 16 <= len(token) <= 128:
+            await services_of(request).conversations.quick_exit(token)
+        return Response(status_code=204)
+
     return [
         Route("/chat", chat_page, methods=["GET"]),
+        Route("/api/child/quick-exit", quick_exit, methods=["POST"]),
         Mount("/chat/static", app=assets, name="chat-static"),
     ]
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None if it is longer than `limit` bytes (not read further)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body

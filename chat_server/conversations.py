@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import audit, protocol, switchboard
+from chat_server import audit, protocol, return_codes, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.errors import Refused
@@ -50,6 +51,7 @@ class Conversations:
         self.db = db
         self.hub = hub
         self._secret = secret.encode()
+        self._secret_text = secret
 
     # --- the child's side ------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class Conversations:
             return await session.get(Conversation, conversation_id)
 
     async def start(
-        self, token: str, *, lang: str, pre_chat: protocol.PreChat | None
+        self, token: str, *, lang: str, pre_chat: protocol.PreChat | None, mode: str = "chat"
     ) -> Conversation:
         answers = pre_chat.model_dump(exclude_none=True) if pre_chat else {}
         now = utcnow()
@@ -78,6 +80,7 @@ class Conversations:
             lang=lang,
             pre_chat=answers,
             priority=switchboard.initial_priority(in_danger=answers.get("in_danger")),
+            mode=mode,
             created_at=now,
             queued_at=now,
             child_seen_at=now,
@@ -111,6 +114,82 @@ class Conversations:
                 raise Refused(
                     "conflict", "feedback is given once, after the conversation has ended"
                 )
+
+    async def issue_return_code(self, conversation_id: uuid.UUID) -> str:
+        """A new code for coming back later; it replaces any earlier one."""
+        for _attempt in range(5):
+            code = return_codes.new_code()
+            try:
+                async with self.db() as session, session.begin():
+                    result = await session.execute(
+                        update(Conversation)
+                        .where(Conversation.id == conversation_id)
+                        .values(return_code_hash=return_codes.code_hash(self._secret_text, code))
+                        .returning(Conversation.id)
+                    )
+                    if result.scalar_one_or_none() is None:
+                        raise Refused("not_found", "no such conversation")
+                return code
+            except IntegrityError:
+                continue  # the same code is in use: draw another
+        raise Refused("unavailable", "could not make a return code; try again")
+
+    async def by_return_code(self, code: str) -> Conversation | None:
+        async with self.db() as session:
+            result = await session.execute(
+                select(Conversation).where(
+                    Conversation.return_code_hash == return_codes.code_hash(self._secret_text, code)
+                )
+            )
+            return result.scalar_one_or_none()
+
+    async def come_back(self, code: str, new_token: str) -> Conversation | None:
+        """The conversation behind a return code, now bound to this device's new token."""
+        async with self.db() as session, session.begin():
+            result = await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.return_code_hash == return_codes.code_hash(self._secret_text, code)
+                )
+                .values(child_token_hash=self.token_hash(new_token))
+                .returning(Conversation)
+            )
+            return result.scalar_one_or_none()
+
+    async def quick_exit(self, token: str) -> None:
+        """The child left in a hurry: forget the token (it no longer opens the chat), take
+        a waiting child out of the queue, and tell the counsellor."""
+        now = utcnow()
+        async with self.db() as session, session.begin():
+            conversation = (
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.child_token_hash == self.token_hash(token))
+                    .values(
+                        quick_exit_at=now,
+                        child_left_at=now,
+                        child_token_hash=self.token_hash(secrets.token_urlsafe(32)),
+                    )
+                    .returning(Conversation)
+                )
+            ).scalar_one_or_none()
+            if conversation is None:
+                return
+            if conversation.status == "queued":
+                conversation.status = "ended"
+                conversation.ended_at = now
+                conversation.end_reason = "quick_exit"
+        await self.hub.publish(
+            conv_channel(conversation.id),
+            {
+                "type": "presence",
+                "conversation_id": str(conversation.id),
+                "child": "left_quickly",
+                "_to": "staff",
+            },
+        )
+        if conversation.status == "ended":
+            await self.announce_end(conversation)
 
     async def child_present(self, conversation_id: uuid.UUID, *, online: bool) -> None:
         now = utcnow()

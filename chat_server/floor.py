@@ -11,10 +11,11 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat_server import accounts, protocol, switchboard
@@ -22,8 +23,8 @@ from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations
 from chat_server.hub import FLOOR, Hub, coalesce, conv_channel
-from chat_server.settings import Settings
-from db.models import Conversation, StaffUser, utcnow
+from chat_server.settings import Settings, parse_hours
+from db.models import Conversation, StaffUser, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ HANDLE_TIME_SAMPLE = 50
 class QueueView:
     items: list[Event]
     estimates: dict[uuid.UUID, tuple[int, int | None]]  # position, estimated wait
+    modes: dict[uuid.UUID, str]
     counsellors_online: int
+    on_duty: list[switchboard.OnDuty]
+    handle_time_s: float
 
 
 class Floor:
@@ -50,6 +54,8 @@ class Floor:
         self.conversations = conversations
         self.settings = settings
         self.refresh = coalesce(self._push_queue)
+        self._hours = parse_hours(settings.opening_hours)
+        self._zone = ZoneInfo(settings.timezone)
         hub.listen(FLOOR, lambda _event: self.refresh())
 
     async def queue_view(self) -> QueueView:
@@ -84,21 +90,42 @@ class Floor:
                     "pre_chat": c.pre_chat,
                     "position": position,
                     "last_seq": c.last_seq,
+                    "mode": c.mode,
+                    "risk_level": c.risk_level,
                     "child_online": _child_online(c, online_after),
                 }
             )
-        return QueueView(items, estimates, counsellors_online=len(on_duty))
+        return QueueView(
+            items,
+            estimates,
+            {c.id: c.mode for c in queued},
+            len(on_duty),
+            on_duty=on_duty,
+            handle_time_s=handle_time,
+        )
+
+    def availability(self, view: QueueView, position: int | None = None) -> Event:
+        """Can a child at `position` (default: joining now) expect an answer soon?"""
+        settings = self.settings
+        place = position if position is not None else len(view.items) + 1
+        return switchboard.availability(
+            open_now=switchboard.is_open(utcnow(), self._hours, self._zone),
+            counsellors_online=view.counsellors_online,
+            estimated_wait_s=switchboard.estimate_wait_s(place, view.on_duty, view.handle_time_s),
+            threshold_s=settings.wait_threshold_s,
+        )
+
+    async def availability_now(self) -> Event:
+        return self.availability(await self.queue_view())
 
     async def child_state(self, conversation: Conversation) -> Event:
         """The `state` frame for a child: status, and place in the queue while waiting."""
         state: Event = {"type": "state", "status": conversation.status}
+        if conversation.mode != "chat":
+            state["mode"] = conversation.mode
         if conversation.status == "queued":
             view = await self.queue_view()
-            position, estimate = view.estimates.get(conversation.id, (1, None))
-            state["position"] = position
-            if estimate is not None:
-                state["estimated_wait_s"] = estimate
-            state["counsellors_online"] = view.counsellors_online
+            state |= self._waiting_state(view, conversation.id) or {}
         elif conversation.status == "active" and conversation.assigned_user_id is not None:
             async with self.db() as session:
                 user = await session.get(StaffUser, conversation.assigned_user_id)
@@ -141,19 +168,29 @@ class Floor:
         for connection in staff:
             connection.push(frame)
         for conversation_id, connections in waiting.items():
-            place = view.estimates.get(conversation_id)
-            if place is None:
+            state = self._waiting_state(view, conversation_id)
+            if state is None:
                 continue  # taken or ended meanwhile: its own event says so
-            state: Event = {
-                "type": "state",
-                "status": "queued",
-                "position": place[0],
-                "counsellors_online": view.counsellors_online,
-            }
-            if place[1] is not None:
-                state["estimated_wait_s"] = place[1]
             for connection in connections:
                 connection.push(state)
+
+    def _waiting_state(self, view: QueueView, conversation_id: uuid.UUID) -> Event | None:
+        """The `state` of a waiting child, or None if it is not in the queue."""
+        place = view.estimates.get(conversation_id)
+        if place is None:
+            return None
+        position, estimate = place
+        state: Event = {"type": "state", "status": "queued"}
+        if view.modes[conversation_id] != "chat":
+            state["mode"] = view.modes[conversation_id]
+        state |= {
+            "position": position,
+            "counsellors_online": view.counsellors_online,
+            "availability": self.availability(view, position),
+        }
+        if estimate is not None:
+            state["estimated_wait_s"] = estimate
+        return state
 
     def _local_waiting_children(self) -> dict[uuid.UUID, list[Any]]:
         waiting: dict[uuid.UUID, list[Any]] = {}
@@ -223,6 +260,7 @@ class Floor:
         staff_gone = now - timedelta(seconds=settings.staff_grace_s)
         child_gone = now - timedelta(seconds=settings.child_queue_grace_s)
         idle = now - timedelta(seconds=settings.inactivity_close_s)
+        message_idle = now - timedelta(seconds=settings.left_message_close_s)
         async with self.db() as session, session.begin():
             # Counsellors whose consoles have all been gone past the grace period.
             lost_staff = list(
@@ -279,6 +317,8 @@ class Floor:
                             or_(
                                 and_(
                                     Conversation.status == "queued",
+                                    # A left message waits for a counsellor, child or not.
+                                    Conversation.mode == "chat",
                                     or_(
                                         Conversation.child_left_at < child_gone,  # type: ignore[operator]
                                         Conversation.child_seen_at < child_gone,
@@ -289,7 +329,10 @@ class Floor:
                                     func.coalesce(
                                         Conversation.last_message_at, Conversation.assigned_at
                                     )
-                                    < idle,
+                                    < case(
+                                        (Conversation.mode == "message", _at(message_idle)),
+                                        else_=_at(idle),
+                                    ),
                                 ),
                             )
                         )
@@ -331,6 +374,11 @@ class Floor:
         for user_id in lost_staff:
             with contextlib.suppress(Exception):
                 await self.conversations.publish_me(user_id)
+
+
+def _at(moment: datetime) -> Any:
+    """A timestamp as a typed SQL literal, stored the way the columns store theirs."""
+    return literal(moment, UTCDateTime)
 
 
 def _child_online(conversation: Conversation, online_after: Any) -> bool:

@@ -67,6 +67,8 @@ class Hello(_Msg):
     lang: Lang | None = None
     token: Annotated[str, Field(min_length=16, max_length=128)] | None = None
     last_seq: Seq | None = None
+    # Extension: come back to a conversation on any device with its return code.
+    return_code: Annotated[str, Field(min_length=4, max_length=80)] | None = None
 
     @field_validator("v", mode="before")
     @classmethod
@@ -80,6 +82,8 @@ class Hello(_Msg):
 class Start(_Msg):
     type: Literal["start"]
     pre_chat: PreChat | None = None
+    # Extension: "message" leaves a message when nobody can answer now.
+    mode: Literal["chat", "message"] = "chat"
 
 
 class Send(_Msg):
@@ -108,7 +112,13 @@ class Feedback(_Msg):
     helped: bool | None = None
 
 
-ChildMessage = Hello | Start | Send | Typing | Read | End | Feedback
+class ReturnCodeRequest(_Msg):
+    """Extension: ask for a code to come back to this conversation later."""
+
+    type: Literal["return_code"]
+
+
+ChildMessage = Hello | Start | Send | Typing | Read | End | Feedback | ReturnCodeRequest
 
 
 # --- staff to server -------------------------------------------------------------------

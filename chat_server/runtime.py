@@ -15,6 +15,7 @@ from chat_server.brokers.memory import MemoryBroker
 from chat_server.conversations import Conversations
 from chat_server.floor import Floor
 from chat_server.hub import Hub
+from chat_server.return_codes import GuessLimiter
 from chat_server.settings import Settings
 from db.engine import create_engine, session_factory
 
@@ -27,6 +28,8 @@ class Services:
     hub: Hub
     conversations: Conversations
     floor: Floor
+    # Wrong return codes per address: this node's memory only, never stored.
+    guesses: GuessLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def check_database(self) -> None:
@@ -49,7 +52,10 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     await hub.start()
     conversations = Conversations(db, hub, secret=settings.secret_key)
     floor = Floor(db, hub, conversations, settings)
-    services = Services(settings, engine, db, hub, conversations, floor)
+    guesses = GuessLimiter(
+        attempts=settings.return_code_attempts, window_s=settings.return_code_window_s
+    )
+    services = Services(settings, engine, db, hub, conversations, floor, guesses)
     if sweeps:
         services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))
     return services

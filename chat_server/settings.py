@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me"
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{Path('var') / 'alo116.db'}"
+
+
+def parse_hours(text: str) -> list[tuple[time, time]]:
+    """ "08:00-13:00,14:00-22:00" as ranges; a range may run past midnight ("20:00-08:00")."""
+    ranges = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            start, end = (time.fromisoformat(t.strip()) for t in part.split("-"))
+        except ValueError:
+            raise ValueError(f"opening hours must look like 08:00-22:00, not {part!r}") from None
+        ranges.append((start, end))
+    return ranges
 
 
 class InsecureSettings(ValueError):
@@ -51,6 +65,18 @@ class Settings(BaseSettings):
     session_lifetime_s: int = 12 * 3600
     session_idle_s: int = 2 * 3600
 
+    # When children can expect a live answer. Empty: always (the helpline is 24/7).
+    # Otherwise daily ranges in the helpline's time zone, e.g. "08:00-13:00,14:00-22:00".
+    opening_hours: str = ""
+    timezone: str = "Europe/Tirane"
+    # A wait estimate above this offers the child to leave a message instead.
+    wait_threshold_s: int = 900
+    # A left message waits this long for the child to come back and read the answer.
+    left_message_close_s: float = 14 * 24 * 3600.0
+    # Wrong return codes allowed per address per window (kept in memory only).
+    return_code_attempts: int = 5
+    return_code_window_s: float = 600.0
+
     # The child's page: an unremarkable title and a neutral site for quick exit.
     child_page_title: str = "Bisedë"
     quick_exit_url: str = "https://www.google.com/search?q=moti+sot"
@@ -60,6 +86,21 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @property

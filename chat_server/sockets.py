@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chat_server import accounts, protocol
@@ -26,6 +27,7 @@ from chat_server.errors import Refused
 from chat_server.hub import conv_channel, user_channel
 from chat_server.runtime import Services, origin_allowed, services_of
 from chat_server.switchboard import TokenBucket
+from db.models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +85,21 @@ async def _serve(
             )
 
 
+def _address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
 # --- the child -------------------------------------------------------------------------
 
 
 class ChildSession:
     """One child's socket: no account, just the random token the page keeps."""
 
-    def __init__(self, services: Services, connection: Connection) -> None:
+    def __init__(self, services: Services, connection: Connection, address: str) -> None:
         self.services = services
         self.connection = connection
+        # Only to limit guessing of return codes, in memory; never stored or logged.
+        self.address = address
         self.token: str | None = None
         self.lang = services.settings.default_lang
         self.conversation_id: uuid.UUID | None = None
@@ -115,7 +123,7 @@ class ChildSession:
             if self.conversation_id is not None:
                 raise Refused("conflict", "this conversation has already started")
             conversation = await conversations.start(
-                self.token, lang=self.lang, pre_chat=message.pre_chat
+                self.token, lang=self.lang, pre_chat=message.pre_chat, mode=message.mode
             )
             await self._follow(conversation.id)
             self.connection.push(await self.services.floor.child_state(conversation))
@@ -141,6 +149,9 @@ class ChildSession:
             await conversations.mark_read(conversation_id, message.seq)
         elif isinstance(message, protocol.End):
             await conversations.end(conversation_id, reason="child_ended")
+        elif isinstance(message, protocol.ReturnCodeRequest):
+            code = await conversations.issue_return_code(conversation_id)
+            self.connection.push({"type": "return_code", "code": code})
         elif isinstance(message, protocol.Feedback):
             await conversations.feedback(
                 conversation_id, rating=message.rating, helped=message.helped
@@ -154,15 +165,27 @@ class ChildSession:
     async def _hello(self, hello: protocol.Hello) -> None:
         if self.token is not None:
             raise Refused("conflict", "hello was already said on this connection")
+        conversations = self.services.conversations
+        if hello.return_code is not None:
+            conversation, token = await self._come_back(hello.return_code), None
+        else:
+            conversation = await conversations.by_token(hello.token) if hello.token else None
+            token = hello.token
         self.lang = hello.lang or self.services.settings.default_lang
-        conversation = (
-            await self.services.conversations.by_token(hello.token) if hello.token else None
-        )
         # Tokens are only ever made here: an unknown one is replaced, never adopted.
-        self.token = hello.token if conversation is not None else secrets.token_urlsafe(32)
+        self.token = token if conversation is not None and token else secrets.token_urlsafe(32)
+        if conversation is not None and hello.return_code is not None:
+            conversation = await conversations.come_back(hello.return_code, self.token)
+        availability = await self.services.floor.availability_now()
         if conversation is None:
             self.connection.push(
-                {"type": "welcome", "token": self.token, "status": "new", "last_seq": 0}
+                {
+                    "type": "welcome",
+                    "token": self.token,
+                    "status": "new",
+                    "last_seq": 0,
+                    "availability": availability,
+                }
             )
             return
         self.connection.push(
@@ -171,13 +194,27 @@ class ChildSession:
                 "token": self.token,
                 "status": conversation.status,
                 "last_seq": conversation.last_seq,
+                "availability": availability,
             }
         )
-        await self._follow(conversation.id, after_seq=hello.last_seq or 0)
+        # A new device holds nothing: a return code replays the whole conversation.
+        after = 0 if hello.return_code is not None else hello.last_seq or 0
+        await self._follow(conversation.id, after_seq=after)
         if conversation.status == "ended":
             self.connection.push({"type": "ended", "reason": conversation.end_reason})
         else:
             self.connection.push(await self.services.floor.child_state(conversation))
+
+    async def _come_back(self, code: str) -> Conversation:
+        """Check a return code, refusing addresses that keep guessing wrong."""
+        guesses = self.services.guesses
+        if guesses.blocked(self.address):
+            raise Refused("rate_limited", "too many wrong codes; try again in a few minutes")
+        conversation = await self.services.conversations.by_return_code(code)
+        if conversation is None:
+            guesses.failed(self.address)
+            raise Refused("not_found", "that code is not right")
+        return conversation
 
     async def _follow(self, conversation_id: uuid.UUID, *, after_seq: int = 0) -> None:
         """Replay what the child lacks, then follow live: the replay is queued before the
@@ -214,7 +251,7 @@ async def child_socket(websocket: WebSocket) -> None:
         queue_size=settings.outbound_queue_size,
     )
     connection.start()
-    session = ChildSession(services, connection)
+    session = ChildSession(services, connection, _address(websocket))
     try:
         await _serve(
             websocket,

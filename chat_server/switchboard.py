@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, tzinfo
 
 # A child who says they are in danger is served before everyone who did not.
 PRIORITY_NORMAL = 0
@@ -83,6 +83,38 @@ def estimate_wait_s(position: int, on_duty: Sequence[OnDuty], handle_time_s: flo
     seconds = slots_to_wait_for * handle_time_s / capacity
     # Round up to whole minutes: a child reads "about 4 minutes", not "217 seconds".
     return max(MIN_ESTIMATE_S, math.ceil(seconds / 60.0) * 60)
+
+
+def is_open(now: datetime, hours: Sequence[tuple[time, time]], zone: tzinfo) -> bool:
+    """Whether `now` falls in the opening hours; no hours means always open."""
+    if not hours:
+        return True
+    local = now.astimezone(zone).time()
+    for start, end in hours:
+        if start <= end and start <= local < end:
+            return True
+        if start > end and (local >= start or local < end):
+            return True
+    return False
+
+
+def availability(
+    *, open_now: bool, counsellors_online: int, estimated_wait_s: int | None, threshold_s: int
+) -> dict[str, object]:
+    """What the child is told before and while waiting: can someone answer soon, and if
+    not, why (the page then offers the phone line and leaving a message)."""
+    if not open_now:
+        reason: str | None = "closed"
+    elif counsellors_online == 0:
+        reason = "nobody_online"
+    elif estimated_wait_s is not None and estimated_wait_s > threshold_s:
+        reason = "busy"
+    else:
+        reason = None
+    answer: dict[str, object] = {"open": reason is None, "counsellors_online": counsellors_online}
+    if reason is not None:
+        answer["reason"] = reason
+    return answer
 
 
 @dataclass(slots=True)

@@ -65,11 +65,16 @@ class StaffSession(SQLModel, table=True):
 
 class Conversation(SQLModel, table=True):
     __tablename__ = "conversations"
-    __table_args__ = (sa.Index("ix_conversations_queue", "status", "priority", "queued_at"),)
+    __table_args__ = (
+        sa.Index("ix_conversations_queue", "status", "priority", "queued_at"),
+        sa.UniqueConstraint("return_code_hash", name="uq_conversations_return_code_hash"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     status: str = Field(default="queued", max_length=16, index=True)  # queued | active | ended
     priority: int = Field(default=0)
+    # chat: live counselling; message: left while nobody could answer, read later.
+    mode: str = Field(default="chat", max_length=16)
     # Live triage: none | low | high | imminent; high and imminent raise the priority.
     risk_level: str = Field(default="none", max_length=16)
     lang: str = Field(default="sq", max_length=8)
@@ -94,6 +99,10 @@ class Conversation(SQLModel, table=True):
     child_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Set when the child's last socket closed; cleared when the child is back.
     child_left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Keyed HMAC of the child's return code, if they asked for one; never the code.
+    return_code_hash: str | None = Field(default=None, max_length=64)
+    # When the child used quick exit: the counsellor is told the child left suddenly.
+    quick_exit_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     feedback_rating: int | None = Field(default=None)
     feedback_helped: bool | None = Field(default=None)
 

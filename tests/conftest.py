@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+import websockets
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -34,7 +35,7 @@ from chat_server.app import create_app
 from chat_server.settings import Settings
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
-from tests.clients import Client, connect_child, connect_staff
+from tests.clients import Client, connect_child, connect_staff  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -189,6 +190,12 @@ class LiveServer:
         if available:
             await client.send(type="status", value="available")
             await client.expect("me", status="available")
+        return client
+
+    async def ws_connection(self) -> Client:
+        """A child socket that has not said hello yet."""
+        client = Client(await websockets.connect(f"{self.ws_url}/ws/child", compression=None))
+        self.clients.append(client)
         return client
 
     async def staff_client(self, cookie: str) -> Client:

@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
+import db.casework  # noqa: F401
 from db import models
 from db.engine import create_engine
 
