@@ -54,6 +54,8 @@ class Connection:
         self._cursors: dict[uuid.UUID, int] = {}
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        # The child's status as last sent, to drop queue views that an event overtook.
+        self.status: str | None = None
 
     def start(self, first: Event | None = None) -> None:
         """Start writing; `first`, if given, goes out before anything queued so far."""
@@ -63,6 +65,8 @@ class Connection:
         """Queue a frame for this client; never waits. Overflow closes the connection."""
         if self.closed.is_set():
             return
+        if self.kind == "child" and frame["type"] in ("state", "ended") and self._stale(frame):
+            return
         shaped = self._shape(frame)
         if shaped is None:
             return
@@ -71,6 +75,17 @@ class Connection:
         except asyncio.QueueFull:
             log.warning("outbound queue full, closing %s connection", self.kind)
             self._abort(CLOSE_OVERFLOW, "too slow; reconnect and resume")
+
+    def _stale(self, frame: Event) -> bool:
+        """Whether a computed view of the child's status is older than an event already
+        sent. Events from the services (taken, ended, requeued) are the truth and are
+        pushed in order; views marked `_view` (queue positions) were read from the
+        database earlier and lose to any event that came after that read."""
+        status = "ended" if frame["type"] == "ended" else frame["status"]
+        if frame.get("_view") and self.status not in (None, status):
+            return True
+        self.status = status
+        return False
 
     def replay(self, conversation_id: uuid.UUID, after_seq: int) -> None:
         """Send every message of the conversation after `after_seq`, then follow it live."""
@@ -122,8 +137,11 @@ class Connection:
             shaped.pop("conversation_id", None)
             if kind in ("typing", "read"):
                 shaped.pop("from", None)
-            elif kind == "msg" and sender != "child":
-                shaped.pop("client_id", None)
+            elif kind == "msg":
+                # Risk matches are for the counsellor's eyes only.
+                shaped.pop("risk", None)
+                if sender != "child":
+                    shaped.pop("client_id", None)
         return shaped
 
     async def _write_loop(self, first: Event | None) -> None:

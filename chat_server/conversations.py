@@ -22,6 +22,7 @@ from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
+from chat_server.risk_terms import RiskTerms
 from db.models import Conversation, Message, StaffUser, utcnow
 
 QUEUE_CHANGED: Event = {"type": "queue_changed"}
@@ -47,9 +48,17 @@ def message_frame(message: Message) -> Event:
 
 
 class Conversations:
-    def __init__(self, db: async_sessionmaker[AsyncSession], hub: Hub, *, secret: str) -> None:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        hub: Hub,
+        *,
+        secret: str,
+        risk_terms: RiskTerms | None = None,
+    ) -> None:
         self.db = db
         self.hub = hub
+        self.risk_terms = risk_terms
         self._secret = secret.encode()
         self._secret_text = secret
 
@@ -257,7 +266,7 @@ class Conversations:
             if earlier is None:
                 raise
             return earlier
-        await self.hub.publish(conv_channel(conversation_id), message_frame(message))
+        await self.hub.publish(conv_channel(conversation_id), self.frame(message))
         return Posted(seq=seq, at=now, duplicate=False)
 
     async def fetch_after(self, conversation_id: uuid.UUID, after_seq: int) -> Sequence[Event]:
@@ -268,7 +277,17 @@ class Conversations:
                 .order_by(Message.seq)  # type: ignore[arg-type]
                 .limit(FETCH_BATCH)
             )
-            return [message_frame(m) for m in result.scalars()]
+            return [self.frame(m) for m in result.scalars()]
+
+    def frame(self, message: Message) -> Event:
+        """A message as sent; a child's words that match a risk term carry the match,
+        which only consoles ever see (the child's connection drops it)."""
+        frame = message_frame(message)
+        if message.sender == "child" and self.risk_terms is not None:
+            match = self.risk_terms.match(message.body)
+            if match is not None:
+                frame["risk"] = match.as_json()
+        return frame
 
     async def typing(self, conversation_id: uuid.UUID, *, sender: str, on: bool) -> None:
         await self.hub.publish(
@@ -322,7 +341,7 @@ class Conversations:
                         select(StaffUser).where(StaffUser.id == staff.id).with_for_update()
                     )
                 ).scalar_one()
-                load = await _load(session, staff.id)
+                load = await load_of(session, staff.id)
                 if not switchboard.has_capacity(capacity=user.max_chats, load=load):
                     raise Refused(
                         "conflict",
@@ -437,7 +456,7 @@ class Conversations:
             user = await session.get(StaffUser, user_id)
             if user is None:
                 raise Refused("not_found", "no such staff member")
-            load = await _load(session, user_id)
+            load = await load_of(session, user_id)
         return {
             "id": str(user.id),
             "name": user.display_name,
@@ -553,7 +572,7 @@ def assigned_frame(conversation: Conversation) -> Event:
     }
 
 
-async def _load(session: AsyncSession, user_id: uuid.UUID) -> int:
+async def load_of(session: AsyncSession, user_id: uuid.UUID) -> int:
     result = await session.execute(
         select(func.count())
         .select_from(Conversation)

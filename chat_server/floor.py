@@ -24,6 +24,7 @@ from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations
 from chat_server.hub import FLOOR, Hub, coalesce, conv_channel
 from chat_server.settings import Settings, parse_hours
+from chat_server.transfers import Transfers, priority_at_least
 from db.models import Conversation, StaffUser, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ class Floor:
         hub: Hub,
         conversations: Conversations,
         settings: Settings,
+        transfers: Transfers,
     ) -> None:
         self.db = db
         self.hub = hub
         self.conversations = conversations
         self.settings = settings
+        self.transfers = transfers
         self.refresh = coalesce(self._push_queue)
         self._hours = parse_hours(settings.opening_hours)
         self._zone = ZoneInfo(settings.timezone)
@@ -120,7 +123,7 @@ class Floor:
 
     async def child_state(self, conversation: Conversation) -> Event:
         """The `state` frame for a child: status, and place in the queue while waiting."""
-        state: Event = {"type": "state", "status": conversation.status}
+        state: Event = {"type": "state", "status": conversation.status, "_view": True}
         if conversation.mode != "chat":
             state["mode"] = conversation.mode
         if conversation.status == "queued":
@@ -180,7 +183,7 @@ class Floor:
         if place is None:
             return None
         position, estimate = place
-        state: Event = {"type": "state", "status": "queued"}
+        state: Event = {"type": "state", "status": "queued", "_view": True}
         if view.modes[conversation_id] != "chat":
             state["mode"] = view.modes[conversation_id]
         state |= {
@@ -214,6 +217,7 @@ class Floor:
                     await self.heartbeat()
                     last_heartbeat = loop.time()
                 await self.sweep()
+                await self.transfers.expire(self.settings.transfer_offer_timeout_s)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -299,11 +303,7 @@ class Floor:
                         .values(
                             status="queued",
                             assigned_user_id=None,
-                            priority=func.max(Conversation.priority, switchboard.PRIORITY_REQUEUED)
-                            if settings.is_sqlite
-                            else func.greatest(
-                                Conversation.priority, switchboard.PRIORITY_REQUEUED
-                            ),
+                            priority=priority_at_least(session, switchboard.PRIORITY_REQUEUED),
                         )
                         .returning(Conversation.id)
                     )

@@ -33,6 +33,7 @@ Topic = Literal[
     "other",
 ]
 StaffStatus = Literal["available", "break", "offline"]
+RiskLevel = Literal["none", "low", "high", "imminent"]
 Sender = Literal["child", "counsellor", "system"]
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -162,9 +163,55 @@ class Resume(_Msg):
 class StaffEnd(_Msg):
     type: Literal["end"]
     conversation_id: uuid.UUID
+    # Extension: a last message to the child, stored in the transcript before the end.
+    closing_message: str | None = None
 
 
-StaffMessage = Status | Take | StaffSend | StaffTyping | StaffRead | Resume | StaffEnd
+class Risk(_Msg):
+    type: Literal["risk"]
+    conversation_id: uuid.UUID
+    level: RiskLevel
+
+
+class Tag(_Msg):
+    type: Literal["tag"]
+    conversation_id: uuid.UUID
+    categories: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=30)
+    ]
+
+
+class Transfer(_Msg):
+    type: Literal["transfer"]
+    conversation_id: uuid.UUID
+    to_user_id: uuid.UUID | None = None
+    note: str | None = None
+
+
+class TransferAccept(_Msg):
+    type: Literal["transfer_accept"]
+    conversation_id: uuid.UUID
+
+
+class TransferDecline(_Msg):
+    type: Literal["transfer_decline"]
+    conversation_id: uuid.UUID
+
+
+StaffMessage = (
+    Status
+    | Take
+    | StaffSend
+    | StaffTyping
+    | StaffRead
+    | Resume
+    | StaffEnd
+    | Risk
+    | Tag
+    | Transfer
+    | TransferAccept
+    | TransferDecline
+)
 
 _child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(
     Annotated[ChildMessage, Field(discriminator="type")]
@@ -185,6 +232,8 @@ def parse_staff(frame: str, *, max_body_chars: int) -> StaffMessage:
     message = _parse(_staff_adapter, frame)
     if isinstance(message, StaffSend):
         check_body(message.body, max_body_chars)
+    elif isinstance(message, StaffEnd) and message.closing_message is not None:
+        check_body(message.closing_message, max_body_chars)
     return message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,7 +17,9 @@ from chat_server.conversations import Conversations
 from chat_server.floor import Floor
 from chat_server.hub import Hub
 from chat_server.return_codes import GuessLimiter
+from chat_server.risk_terms import DEFAULT_TERMS, RiskTerms
 from chat_server.settings import Settings
+from chat_server.transfers import Transfers
 from db.engine import create_engine, session_factory
 
 
@@ -28,6 +31,7 @@ class Services:
     hub: Hub
     conversations: Conversations
     floor: Floor
+    transfers: Transfers
     # Wrong return codes per address: this node's memory only, never stored.
     guesses: GuessLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -50,12 +54,16 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     db = session_factory(engine)
     hub = Hub(make_broker(settings))
     await hub.start()
-    conversations = Conversations(db, hub, secret=settings.secret_key)
-    floor = Floor(db, hub, conversations, settings)
+    terms_file = Path(settings.risk_terms_file) if settings.risk_terms_file else DEFAULT_TERMS
+    conversations = Conversations(
+        db, hub, secret=settings.secret_key, risk_terms=RiskTerms.from_file(terms_file)
+    )
+    transfers = Transfers(db, hub, conversations)
+    floor = Floor(db, hub, conversations, settings, transfers)
     guesses = GuessLimiter(
         attempts=settings.return_code_attempts, window_s=settings.return_code_window_s
     )
-    services = Services(settings, engine, db, hub, conversations, floor, guesses)
+    services = Services(settings, engine, db, hub, conversations, floor, transfers, guesses)
     if sweeps:
         services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))
     return services

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
 
     # Wait estimate before there is history to learn from.
     default_handle_time_s: int = 900
+    # A transfer offered to a colleague lapses if not answered in this time.
+    transfer_offer_timeout_s: float = 120.0
 
     session_lifetime_s: int = 12 * 3600
     session_idle_s: int = 2 * 3600
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     # Wrong return codes allowed per address per window (kept in memory only).
     return_code_attempts: int = 5
     return_code_window_s: float = 600.0
+
+    # Risk words matched in children's messages (JSON like db/data/risk_terms.v1.json).
+    risk_terms_file: str | None = None
 
     # The child's page: an unremarkable title and a neutral site for quick exit.
     child_page_title: str = "Bisedë"

@@ -333,7 +333,38 @@ class StaffSession:
             if not self.follows(cid):
                 await self.services.hub.join(self.connection, conv_channel(cid))
         elif isinstance(message, protocol.StaffEnd):
-            await conversations.end(message.conversation_id, reason="counsellor_ended", staff=staff)
+            await self._end(message)
+        elif isinstance(message, protocol.Risk):
+            await conversations.apply_risk(message.conversation_id, message.level, staff=staff)
+        elif isinstance(message, protocol.Transfer):
+            await self.services.transfers.offer(
+                staff, message.conversation_id, message.to_user_id, message.note
+            )
+        elif isinstance(message, protocol.TransferAccept):
+            await self.services.transfers.accept(staff, message.conversation_id)
+        elif isinstance(message, protocol.TransferDecline):
+            await self.services.transfers.decline(staff, message.conversation_id)
+        else:
+            raise Refused("bad_request", f"{message.type!r} is not handled yet")
+
+    async def _end(self, message: protocol.StaffEnd) -> None:
+        """End a chat, with an optional last word to the child stored before the end."""
+        conversations = self.services.conversations
+        cid = message.conversation_id
+        await conversations.check_assigned(self.staff, cid)
+        if message.closing_message is not None:
+            posted = await conversations.post(
+                cid,
+                client_id=f"closing-{cid}",
+                body=message.closing_message,
+                staff=self.staff,
+            )
+            self.connection.push(
+                protocol.ack_frame(
+                    conversation_id=cid, client_id=f"closing-{cid}", seq=posted.seq, at=posted.at
+                )
+            )
+        await conversations.end(cid, reason="counsellor_ended", staff=self.staff)
 
 
 def _follow_assignments(services: Services) -> Callable[[Connection, str, Event], None]:
@@ -347,6 +378,8 @@ def _follow_assignments(services: Services) -> Callable[[Connection, str, Event]
             cid = uuid.UUID(event["conversation_id"])
             asyncio.get_running_loop().create_task(_join_and_replay(services, connection, cid))
         elif kind in ("released", "ended") and channel.startswith("conv:"):
+            if event.get("user_id") not in (None, str(connection.user_id)):
+                return  # someone else's release (their colleague now follows this chat)
             cid = uuid.UUID(event["conversation_id"])
             connection.forget(cid)
             asyncio.get_running_loop().create_task(

@@ -99,6 +99,11 @@ class Conversation(SQLModel, table=True):
     child_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Set when the child's last socket closed; cleared when the child is back.
     child_left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A transfer offered to a named colleague, until they accept or decline (or it lapses).
+    transfer_to_user_id: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id")
+    transfer_from_user_id: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id")
+    transfer_note: str | None = Field(default=None, max_length=500)
+    transfer_offered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Keyed HMAC of the child's return code, if they asked for one; never the code.
     return_code_hash: str | None = Field(default=None, max_length=64)
     # When the child used quick exit: the counsellor is told the child left suddenly.

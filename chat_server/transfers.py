@@ -1,0 +1,323 @@
+"""Transfers: hand a chat to a named colleague (who accepts or declines) or back to the
+front of the queue. The record draft is keyed by conversation, so it travels along."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chat_server import audit, switchboard
+from chat_server.accounts import StaffIdentity
+from chat_server.brokers import Event
+from chat_server.conversations import QUEUE_CHANGED, Conversations, assigned_frame, load_of
+from chat_server.errors import Refused
+from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
+from db.models import Conversation, StaffUser, utcnow
+
+NOTE_LIMIT = 500
+
+
+class Transfers:
+    def __init__(
+        self, db: async_sessionmaker[AsyncSession], hub: Hub, conversations: Conversations
+    ) -> None:
+        self.db = db
+        self.hub = hub
+        self.conversations = conversations
+
+    async def offer(
+        self,
+        staff: StaffIdentity,
+        conversation_id: uuid.UUID,
+        to_user_id: uuid.UUID | None,
+        note: str | None,
+    ) -> None:
+        if note is not None and len(note) > NOTE_LIMIT:
+            raise Refused("too_large", f"the note is limited to {NOTE_LIMIT} characters")
+        if to_user_id is None:
+            await self._requeue(staff, conversation_id, note)
+            return
+        if to_user_id == staff.id:
+            raise Refused("bad_request", "you cannot transfer a chat to yourself")
+        async with self.db() as session, session.begin():
+            colleague = await session.get(StaffUser, to_user_id)
+            if colleague is None or not colleague.active:
+                raise Refused("not_found", "no such colleague")
+            if colleague.status != "available":
+                raise Refused("conflict", f"{colleague.display_name} is not available")
+            offered = (
+                await session.execute(
+                    update(Conversation)
+                    .where(
+                        Conversation.id == conversation_id,
+                        Conversation.status == "active",
+                        Conversation.assigned_user_id == staff.id,
+                        Conversation.transfer_to_user_id.is_(None),  # type: ignore[union-attr]
+                    )
+                    .values(
+                        transfer_to_user_id=to_user_id,
+                        transfer_from_user_id=staff.id,
+                        transfer_note=note,
+                        transfer_offered_at=utcnow(),
+                    )
+                    .returning(Conversation)
+                )
+            ).scalar_one_or_none()
+            if offered is None:
+                raise await self._why_not_offered(session, conversation_id, staff)
+            audit.record(
+                session,
+                action="chat.transfer_offer",
+                actor_user_id=staff.id,
+                target=f"conversation:{conversation_id}",
+                to_user_id=str(to_user_id),
+            )
+        await self.hub.publish(
+            user_channel(to_user_id),
+            {
+                **assigned_frame(offered),
+                "type": "transfer_offer",
+                "from": {"id": str(staff.id), "name": staff.name},
+                "note": note,
+                "risk_level": offered.risk_level,
+            },
+        )
+        await self.hub.publish(
+            user_channel(staff.id),
+            {
+                "type": "transfer_pending",
+                "conversation_id": str(conversation_id),
+                "to": {"id": str(colleague.id), "name": colleague.display_name},
+            },
+        )
+
+    async def accept(self, staff: StaffIdentity, conversation_id: uuid.UUID) -> None:
+        now = utcnow()
+        async with self.db() as session, session.begin():
+            user = (
+                await session.execute(
+                    select(StaffUser).where(StaffUser.id == staff.id).with_for_update()
+                )
+            ).scalar_one()
+            load = await load_of(session, staff.id)
+            if not switchboard.has_capacity(capacity=user.max_chats, load=load):
+                raise Refused(
+                    "conflict",
+                    f"you already have {load} of {user.max_chats} chats",
+                    reason="at_capacity",
+                )
+            previous = (
+                await session.execute(
+                    select(Conversation.transfer_from_user_id, Conversation.transfer_note).where(
+                        Conversation.id == conversation_id,
+                        Conversation.transfer_to_user_id == staff.id,
+                    )
+                )
+            ).first()
+            taken = (
+                await session.execute(
+                    update(Conversation)
+                    .where(
+                        Conversation.id == conversation_id,
+                        Conversation.status == "active",
+                        Conversation.transfer_to_user_id == staff.id,
+                    )
+                    .values(
+                        assigned_user_id=staff.id,
+                        assigned_at=now,
+                        transfer_to_user_id=None,
+                        transfer_from_user_id=None,
+                        transfer_note=None,
+                        transfer_offered_at=None,
+                    )
+                    .returning(Conversation)
+                )
+            ).scalar_one_or_none()
+            if taken is None or previous is None:
+                raise Refused("conflict", "this transfer is no longer open", reason="withdrawn")
+            audit.record(
+                session,
+                action="chat.transfer_accept",
+                actor_user_id=staff.id,
+                target=f"conversation:{conversation_id}",
+            )
+        from_user_id, note = previous
+        if from_user_id is not None:
+            await self._release(from_user_id, conversation_id, "transferred")
+        await self.hub.publish(
+            user_channel(staff.id), {**assigned_frame(taken), "transfer": {"note": note}}
+        )
+        await self.conversations.publish_me(staff.id)
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {
+                "type": "state",
+                "conversation_id": str(conversation_id),
+                "status": "active",
+                "counsellor": {"name": staff.name},
+                "_to": "child",
+            },
+        )
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+
+    async def decline(
+        self, staff: StaffIdentity, conversation_id: uuid.UUID, *, reason: str = "declined"
+    ) -> None:
+        async with self.db() as session, session.begin():
+            withdrawn = (
+                await session.execute(
+                    update(Conversation)
+                    .where(
+                        Conversation.id == conversation_id,
+                        Conversation.transfer_to_user_id == staff.id,
+                    )
+                    .values(
+                        transfer_to_user_id=None,
+                        transfer_from_user_id=None,
+                        transfer_note=None,
+                        transfer_offered_at=None,
+                    )
+                    .returning(Conversation.transfer_from_user_id)
+                )
+            ).first()
+            if withdrawn is None:
+                raise Refused("conflict", "this transfer is no longer open", reason="withdrawn")
+        await self._tell_declined(conversation_id, staff.id, staff.name, reason)
+
+    async def expire(self, timeout_s: float) -> int:
+        """Lapse offers nobody answered in time; the chat stays with its counsellor."""
+        cutoff = utcnow() - timedelta(seconds=timeout_s)
+        async with self.db() as session, session.begin():
+            lapsed = (
+                await session.execute(
+                    select(Conversation.id, Conversation.transfer_to_user_id)
+                    .where(Conversation.transfer_offered_at < cutoff)  # type: ignore[operator]
+                    .with_for_update()
+                )
+            ).all()
+            if not lapsed:
+                return 0
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id.in_([c for c, _ in lapsed]))  # type: ignore[attr-defined]
+                .values(
+                    transfer_to_user_id=None,
+                    transfer_from_user_id=None,
+                    transfer_note=None,
+                    transfer_offered_at=None,
+                )
+            )
+        for conversation_id, to_user_id in lapsed:
+            if to_user_id is not None:
+                await self._tell_declined(conversation_id, to_user_id, None, "timeout")
+        return len(lapsed)
+
+    async def _requeue(
+        self, staff: StaffIdentity, conversation_id: uuid.UUID, note: str | None
+    ) -> None:
+        """Back to the front of the queue, with the note for whoever takes it next."""
+        async with self.db() as session, session.begin():
+            moved = (
+                await session.execute(
+                    update(Conversation)
+                    .where(
+                        Conversation.id == conversation_id,
+                        Conversation.status == "active",
+                        Conversation.assigned_user_id == staff.id,
+                    )
+                    .values(
+                        status="queued",
+                        assigned_user_id=None,
+                        priority=priority_at_least(session, switchboard.PRIORITY_REQUEUED),
+                        transfer_to_user_id=None,
+                        transfer_from_user_id=staff.id,
+                        transfer_note=note,
+                        transfer_offered_at=None,
+                    )
+                    .returning(Conversation.id)
+                )
+            ).scalar_one_or_none()
+            if moved is None:
+                raise await self._why_not_offered(session, conversation_id, staff)
+            audit.record(
+                session,
+                action="chat.transfer_queue",
+                actor_user_id=staff.id,
+                target=f"conversation:{conversation_id}",
+            )
+        await self._release(staff.id, conversation_id, "transferred")
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {
+                "type": "state",
+                "conversation_id": str(conversation_id),
+                "status": "queued",
+                "reason": "transferred",
+                "_to": "child",
+            },
+        )
+        await self.hub.publish(FLOOR, QUEUE_CHANGED)
+
+    async def _release(self, user_id: uuid.UUID, conversation_id: uuid.UUID, reason: str) -> None:
+        # On the chat's channel: every console following it (the counsellor's tabs) leaves.
+        await self.hub.publish(
+            conv_channel(conversation_id),
+            {
+                "type": "released",
+                "conversation_id": str(conversation_id),
+                "reason": reason,
+                "user_id": str(user_id),
+                "_to": "staff",
+            },
+        )
+        await self.conversations.publish_me(user_id)
+
+    async def _tell_declined(
+        self, conversation_id: uuid.UUID, to_user_id: uuid.UUID, name: str | None, reason: str
+    ) -> None:
+        async with self.db() as session:
+            owner = (
+                await session.execute(
+                    select(Conversation.assigned_user_id).where(Conversation.id == conversation_id)
+                )
+            ).scalar_one_or_none()
+        event: Event = {
+            "type": "transfer_declined",
+            "conversation_id": str(conversation_id),
+            "reason": reason,
+        }
+        if name is not None:
+            event["by"] = {"id": str(to_user_id), "name": name}
+        if owner is not None:
+            await self.hub.publish(user_channel(owner), event)
+        await self.hub.publish(
+            user_channel(to_user_id),
+            {
+                "type": "transfer_withdrawn",
+                "conversation_id": str(conversation_id),
+                "reason": reason,
+            },
+        )
+
+    async def _why_not_offered(
+        self, session: AsyncSession, conversation_id: uuid.UUID, staff: StaffIdentity
+    ) -> Refused:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return Refused("not_found", f"no conversation {str(conversation_id)!r}")
+        if conversation.status == "ended":
+            return Refused("closed", "this conversation has ended")
+        if conversation.assigned_user_id != staff.id:
+            return Refused("forbidden", "this chat is not assigned to you")
+        return Refused("conflict", "a transfer of this chat is already waiting for an answer")
+
+
+def priority_at_least(session: AsyncSession, floor: int) -> Any:
+    """max(priority, floor) in the dialect at hand (SQLite's scalar max, else greatest)."""
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        return func.max(Conversation.priority, floor)
+    return func.greatest(Conversation.priority, floor)

@@ -1,0 +1,169 @@
+"""The counsellor's tools over the staff socket: risk, risk words, transfer, closing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.clients import Client
+from tests.conftest import LiveServer, MakeLive
+
+
+async def _chat(live: LiveServer, **counsellor: object) -> tuple[Client, Client, str]:
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state")
+    staff = await live.counsellor(**counsellor)  # type: ignore[arg-type]
+    await staff.send(type="take")
+    cid: str = (await staff.expect("assigned"))["conversation_id"]
+    await child.expect("state", status="active")
+    await child.quiet(0.05)  # forget the waiting states that came before
+    return child, staff, cid
+
+
+async def test_a_childs_risk_words_are_flagged_to_the_counsellor_only(live: LiveServer) -> None:
+    child, staff, _cid = await _chat(live)
+    await child.send(type="send", client_id="r", body="Nuk dua më. Dua të vdes.")
+    seen = await staff.expect("msg", seq=1)
+    assert seen["risk"] == {"level": "imminent", "terms": ["dua te vdes"]}
+    echo = await child.expect("msg", seq=1)
+    assert "risk" not in echo
+    await child.send(type="send", client_id="ok", body="Sot ishte një ditë e mirë në shkollë.")
+    assert "risk" not in await staff.expect("msg", seq=2)
+    # The replay after a reload flags it the same way.
+    await staff.send(type="resume", conversation_id=_cid, last_seq=0)
+    assert (await staff.expect("msg", seq=1))["risk"]["level"] == "imminent"
+
+
+async def test_flagging_high_risk_puts_a_requeued_chat_ahead_of_everyone(live: LiveServer) -> None:
+    child, staff, cid = await _chat(live)
+    waiting = await live.child()
+    await waiting.send(type="start", pre_chat={"in_danger": True})
+    await staff.send(type="risk", conversation_id=cid, level="imminent")
+    flagged = await staff.expect("risk", conversation_id=cid)
+    assert (flagged["level"], flagged["priority"]) == ("imminent", 3)
+    await staff.send(type="transfer", conversation_id=cid, note="Needs a senior colleague")
+    released = await staff.expect("released", conversation_id=cid)
+    assert released["reason"] == "transferred"
+    assert (await child.expect("state", status="queued"))["reason"] == "transferred"
+    queue = await staff.expect("queue")
+    while len(queue["items"]) < 2:
+        queue = await staff.expect("queue")
+    assert next((i["conversation_id"], i["risk_level"]) for i in queue["items"]) == (
+        cid,
+        "imminent",
+    )
+    await staff.send(type="risk", conversation_id=cid, level="severe")
+    assert (await staff.expect("error"))["code"] == "bad_request"
+
+
+async def test_a_transfer_accepted_by_a_colleague_moves_the_chat_and_keeps_seq(
+    live: LiveServer,
+) -> None:
+    child, ana, cid = await _chat(live, name="Ana")
+    await child.send(type="send", client_id="c1", body="Përshëndetje")
+    await ana.expect("msg", seq=1)
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None
+    await ana.send(
+        type="transfer",
+        conversation_id=cid,
+        to_user_id=str(besnik.identity.id),
+        note="Flet për shkollën",
+    )
+    offer = await besnik.expect("transfer_offer", conversation_id=cid)
+    assert (offer["from"]["name"], offer["note"]) == ("Ana", "Flet për shkollën")
+    pending = await ana.expect("transfer_pending", conversation_id=cid)
+    assert pending["to"]["name"] == "Besnik"
+
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    assigned = await besnik.expect("assigned", conversation_id=cid)
+    assert assigned["transfer"] == {"note": "Flet për shkollën"}
+    assert (await besnik.expect("msg", conversation_id=cid))["seq"] == 1  # the history
+    assert (await ana.expect("released", conversation_id=cid))["reason"] == "transferred"
+    assert await child.expect("state", status="active", counsellor={"name": "Besnik"})
+
+    await besnik.send(type="send", conversation_id=cid, client_id="b1", body="Jam Besniku.")
+    assert (await besnik.expect("ack", client_id="b1"))["seq"] == 2
+    assert (await child.expect("msg", seq=2))["body"] == "Jam Besniku."
+    await ana.send(type="send", conversation_id=cid, client_id="a9", body="still mine?")
+    assert (await ana.expect("error", client_id="a9"))["code"] == "forbidden"
+    ana_seen = [f["seq"] for f in await ana.quiet(0.3) if f["type"] == "msg"]
+    assert 2 not in ana_seen  # the released console no longer follows the chat
+
+
+async def test_a_declined_or_lapsed_transfer_leaves_the_chat_where_it_was(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(transfer_offer_timeout_s=0.5)
+    _child, ana, cid = await _chat(live)
+    besnik = await live.counsellor()
+    assert besnik.identity is not None
+    to = str(besnik.identity.id)
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=to)
+    await besnik.expect("transfer_offer")
+    await besnik.send(type="transfer_decline", conversation_id=cid)
+    declined = await ana.expect("transfer_declined", conversation_id=cid)
+    assert declined["reason"] == "declined"
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=to)
+    await besnik.expect("transfer_offer")
+    lapsed = await ana.expect("transfer_declined", conversation_id=cid, timeout=5)
+    assert lapsed["reason"] == "timeout"
+    assert (await besnik.expect("transfer_withdrawn", reason="timeout"))["reason"] == "timeout"
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    assert (await besnik.expect("error"))["code"] == "conflict"
+    await ana.send(type="send", conversation_id=cid, client_id="still", body="Jam ende këtu.")
+    assert (await ana.expect("ack", client_id="still"))["seq"] == 1
+
+
+async def test_transfer_refusals(live: LiveServer) -> None:
+    _child, ana, cid = await _chat(live)
+    _other_child, besnik, other = await _chat(live)
+    assert ana.identity is not None and besnik.identity is not None
+    away = await live.counsellor(available=False)
+    assert away.identity is not None
+    cases = [
+        ({"conversation_id": cid, "to_user_id": str(ana.identity.id)}, "bad_request"),
+        ({"conversation_id": cid, "to_user_id": str(away.identity.id)}, "conflict"),
+        ({"conversation_id": other, "to_user_id": str(besnik.identity.id)}, "forbidden"),
+        ({"conversation_id": cid, "note": "x" * 501}, "too_large"),
+    ]
+    for fields, code in cases:
+        await ana.send(type="transfer", **fields)
+        assert (await ana.expect("error"))["code"] == code, fields
+
+
+async def test_accepting_and_ending_a_transfer_at_once_leaves_one_consistent_outcome(
+    live: LiveServer,
+) -> None:
+    _child, ana, cid = await _chat(live)
+    besnik = await live.counsellor()
+    assert besnik.identity is not None
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("transfer_offer")
+    await asyncio.gather(
+        besnik.send(type="transfer_accept", conversation_id=cid),
+        ana.send(type="end", conversation_id=cid),
+    )
+    frames_b = await besnik.quiet(0.8)
+    frames_a = await ana.quiet(0.2)
+    ended = any(f["type"] == "ended" for f in frames_a)
+    accepted = any(f["type"] == "assigned" for f in frames_b)
+    assert ended != accepted, (frames_a, frames_b)
+    if ended:
+        assert [f["code"] for f in frames_b if f["type"] == "error"] == ["conflict"]
+    else:
+        assert [f["code"] for f in frames_a if f["type"] == "error"] == ["forbidden"]
+
+
+async def test_ending_with_a_closing_message_stores_it_before_the_end(live: LiveServer) -> None:
+    child, staff, cid = await _chat(live)
+    await staff.send(
+        type="end",
+        conversation_id=cid,
+        closing_message="Faleminderit që na shkrove. Je i/e mirëpritur sërish.",
+    )
+    last = await child.expect("msg", seq=1)
+    assert last["from"] == "counsellor" and last["body"].startswith("Faleminderit")
+    await child.expect("ended", reason="counsellor_ended")
+    kinds = [f["type"] for f in child.seen if f["type"] in ("msg", "ended")]
+    assert kinds == ["msg", "ended"]
