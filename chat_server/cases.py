@@ -8,9 +8,9 @@ it is reopened. Every view and change is audited in the transaction that made it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,11 +18,12 @@ from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import audit, records, taxonomy
 from chat_server.accounts import StaffIdentity
 from chat_server.errors import Refused
-from chat_server.fields import a_date, an_id, forbidden, invalid, text
+from chat_server.fields import a_date, an_id, forbidden, invalid, iso, text
 from chat_server.taxonomy import Taxonomy
 from db.casework import (
     CaseCounter,
@@ -95,9 +96,9 @@ def case_json(case: CaseFile, names: Mapping[uuid.UUID, str] | None = None) -> d
         "follow_up_on": case.follow_up_on.isoformat() if case.follow_up_on else None,
         "assigned_to": who(case.assigned_user_id),
         "opened_by": who(case.opened_by_user_id),
-        "created_at": _iso(case.created_at),
-        "updated_at": _iso(case.updated_at),
-        "closed_at": _iso(case.closed_at),
+        "created_at": iso(case.created_at),
+        "updated_at": iso(case.updated_at),
+        "closed_at": iso(case.closed_at),
         "closed_by": who(case.closed_by_user_id),
     }
 
@@ -105,7 +106,7 @@ def case_json(case: CaseFile, names: Mapping[uuid.UUID, str] | None = None) -> d
 def event_json(event: CaseEvent, names: Mapping[uuid.UUID, str]) -> dict[str, Any]:
     return {
         "id": str(event.id),
-        "at": _iso(event.at),
+        "at": iso(event.at),
         "kind": event.kind,
         "actor": {"id": str(event.actor_user_id), "name": names.get(event.actor_user_id, "")}
         if event.actor_user_id
@@ -124,10 +125,10 @@ async def next_number(session: AsyncSession, year: int) -> str:
         insert(CaseCounter)
         .values(year=year, last=1)
         .on_conflict_do_update(index_elements=["year"], set_={"last": CaseCounter.last + 1})
-        .returning(CaseCounter.last)
+        .returning(col(CaseCounter.last))
     )
     last = (await session.execute(statement)).scalar_one()
-    return f"{year}-{last:06d}"
+    return f"{year}-{int(last):06d}"
 
 
 # --- opening, finding, reading ------------------------------------------------------------
@@ -388,7 +389,7 @@ async def _check(
     for key in data:
         if key not in CASE_FIELDS:
             raise invalid(key, f"{key!r} is not a field of a case")
-    checks = {
+    checks: dict[str, Callable[[Any], Any]] = {
         "pseudonym": lambda v: text(v, "pseudonym", max_length=PSEUDONYM_MAX),
         "age_band": lambda v: taxonomy.check_code("age_bands", v, "age_band"),
         "gender": lambda v: taxonomy.check_code("genders", v, "gender"),
@@ -510,7 +511,3 @@ def _people(cases: list[CaseFile]) -> set[uuid.UUID]:
 
 def _s(value: uuid.UUID | None) -> str | None:
     return str(value) if value else None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

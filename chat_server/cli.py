@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from chat_server import accounts
+from chat_server import accounts, directory_io, taxonomy
 from chat_server.errors import Refused
 from chat_server.settings import InsecureSettings, Settings
 from db.engine import create_engine, session_factory
@@ -129,6 +129,8 @@ async def _demo_accounts(settings: Settings) -> dict[str, str]:
                 db, username=username, password=password, role=role, display_name=name
             )
             passwords[username] = password
+        # Example referral services, clearly marked as examples to verify.
+        await directory_io.load_examples(db, await taxonomy.load(db), None)
     finally:
         await engine.dispose()
     return passwords

@@ -41,10 +41,13 @@ class Connection:
         fetch_after: FetchAfter,
         queue_size: int,
         user_id: uuid.UUID | None = None,
+        address: str | None = None,
     ) -> None:
         self.id = uuid.uuid4()
         self.kind: Kind = kind
         self.user_id = user_id
+        # A child's network address, in memory only, to honour a block on this node.
+        self.address = address
         self._send_text = send_text
         self._close = close
         self._fetch_after = fetch_after
@@ -126,9 +129,10 @@ class Connection:
             return None
         kind = frame["type"]
         sender = frame.get("from")
-        # Nobody needs their own typing indicator or read receipt echoed back.
+        # Nobody needs their own typing indicator echoed back, nor a child their own read
+        # receipt; a counsellor's other consoles use theirs to agree on what is unread.
         own = "child" if self.kind == "child" else "counsellor"
-        if kind in ("typing", "read") and sender == own:
+        if sender == own and (kind == "typing" or (kind == "read" and self.kind == "child")):
             return None
         shaped = {k: v for k, v in frame.items() if k != "_to"}
         if "conversation_id" in frame:

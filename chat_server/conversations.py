@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -17,13 +18,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import audit, protocol, return_codes, switchboard
+from chat_server import alerts, audit, protocol, records, return_codes, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
 from chat_server.risk_terms import RiskTerms
 from db.models import Conversation, Message, StaffUser, utcnow
+
+log = logging.getLogger(__name__)
 
 QUEUE_CHANGED: Event = {"type": "queue_changed"}
 FETCH_BATCH = 500
@@ -94,15 +97,21 @@ class Conversations:
             queued_at=now,
             child_seen_at=now,
         )
+        alert = None
         try:
             async with self.db() as session, session.begin():
                 session.add(conversation)
+                await session.flush()
+                if answers.get("in_danger"):
+                    alert = await alerts.open_alert(session, "in_danger", conversation.id)
         except IntegrityError:
             raise Refused(
                 "conflict",
                 "this token already has a conversation; to start again, say hello without a token",
             ) from None
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
+        if alert is not None:
+            await self.hub.publish(alerts.SUPERVISORS, alert)
         return conversation
 
     async def feedback(
@@ -239,16 +248,21 @@ class Conversations:
                 bump = (
                     update(Conversation)
                     .where(Conversation.id == conversation_id, Conversation.status != "ended")
-                    .values(last_seq=Conversation.last_seq + 1, last_message_at=now)
-                    .returning(Conversation.last_seq)
+                    .values(
+                        last_seq=Conversation.last_seq + 1,
+                        last_message_at=now,
+                        **{f"last_{sender if staff is None else 'staff'}_message_at": now},
+                    )
+                    .returning(Conversation.last_seq, Conversation.status)
                 )
                 if staff is not None:
                     bump = bump.where(
                         Conversation.status == "active", Conversation.assigned_user_id == staff.id
                     )
-                seq = (await session.execute(bump)).scalar_one_or_none()
-                if seq is None:
+                bumped = (await session.execute(bump)).first()
+                if bumped is None:
                     raise await self._why_not(session, conversation_id, staff)
+                seq, status = bumped
                 message = Message(
                     conversation_id=conversation_id,
                     seq=seq,
@@ -267,6 +281,9 @@ class Conversations:
                 raise
             return earlier
         await self.hub.publish(conv_channel(conversation_id), self.frame(message))
+        if status == "queued":
+            # The queue shows how much a waiting child has written.
+            await self.hub.publish(FLOOR, QUEUE_CHANGED)
         return Posted(seq=seq, at=now, duplicate=False)
 
     async def fetch_after(self, conversation_id: uuid.UUID, after_seq: int) -> Sequence[Event]:
@@ -386,6 +403,13 @@ class Conversations:
         return ended
 
     async def announce_end(self, conversation: Conversation) -> None:
+        try:
+            # Whoever or whatever ended it, a record with a contact type is final now.
+            await records.finalise_for_conversation(
+                self.db, conversation.id, conversation.assigned_user_id
+            )
+        except Exception:
+            log.warning("could not finalise the record of an ended chat", exc_info=True)
         await self.hub.publish(
             conv_channel(conversation.id),
             {
@@ -420,6 +444,11 @@ class Conversations:
             previous = conversation.risk_level
             conversation.risk_level = level
             conversation.priority = switchboard.priority_for_risk(conversation.priority, level)
+            alert = (
+                await alerts.open_alert(session, "risk", conversation_id, level)
+                if level in ("high", "imminent")
+                else None
+            )
             audit.record(
                 session,
                 action="risk.flag",
@@ -439,6 +468,8 @@ class Conversations:
             },
         )
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
+        if alert is not None:
+            await self.hub.publish(alerts.SUPERVISORS, alert)
         return conversation
 
     async def set_status(self, staff: StaffIdentity, value: str) -> None:

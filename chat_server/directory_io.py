@@ -111,8 +111,8 @@ def cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         value = ";".join(str(v) for v in value)
-    value = str(value)
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _uncell(value: str) -> str:
@@ -123,7 +123,10 @@ def _uncell(value: str) -> str:
 
 
 async def import_json(
-    db: async_sessionmaker[AsyncSession], tax: Taxonomy, staff: StaffIdentity, payload: Any
+    db: async_sessionmaker[AsyncSession],
+    tax: Taxonomy,
+    staff: StaffIdentity | None,
+    payload: Any,
 ) -> dict[str, int]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise invalid("format", f'the file must be {{"format": "{FORMAT}", "organizations": ...}}')
@@ -159,7 +162,12 @@ async def import_json(
                 await session.flush()
                 await directory.set_locations(session, service, location_ids, path)
                 counts["services"] += 1
-        audit.record(session, action="directory.import", actor_user_id=staff.id, **counts)
+        audit.record(
+            session,
+            action="directory.import",
+            actor_user_id=staff.id if staff else None,
+            counts=dict(counts),
+        )
     return counts
 
 
@@ -289,7 +297,9 @@ def _nested(org: dict[str, Any]) -> dict[str, Any]:
 
 
 async def load_examples(
-    db: async_sessionmaker[AsyncSession], tax: Taxonomy, staff: StaffIdentity
+    db: async_sessionmaker[AsyncSession], tax: Taxonomy, staff: StaffIdentity | None
 ) -> dict[str, int]:
-    """The demo directory from db/data: national bodies and one example per county."""
+    """The demo directory from db/data: national bodies and one example per county.
+
+    Idempotent (the entries have fixed ids); `alo116 demo` may call it on every start."""
     return await import_json(db, tax, staff, data_file(DIRECTORY_DEMO_FILE))

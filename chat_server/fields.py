@@ -6,7 +6,7 @@ A failure is a Refused("bad_request", ..., field=name); the edges answer it with
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from chat_server.errors import Refused
@@ -33,7 +33,7 @@ def text(
         raise invalid(
             field, f"{field} is limited to {max_length} characters; this has {len(value)}"
         )
-    return value
+    return str(value)
 
 
 def a_date(value: Any, field: str, *, required: bool = False) -> date | None:
@@ -121,3 +121,8 @@ def text_list(value: Any, field: str, *, max_items: int, max_length: int) -> lis
 def forbidden(target: str, message: str) -> Refused:
     """A refusal the edge writes to the audit log as a denied access to `target`."""
     return Refused("forbidden", message, audit_target=target)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as the API writes it: ISO 8601 in UTC with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

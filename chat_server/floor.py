@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import accounts, protocol, switchboard
+from chat_server import accounts, alerts, protocol, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations
+from chat_server.floor_view import floor_view
 from chat_server.hub import FLOOR, Hub, coalesce, conv_channel
 from chat_server.settings import Settings, parse_hours
+from chat_server.supervision import Supervision
 from chat_server.transfers import Transfers, priority_at_least
 from db.models import Conversation, StaffUser, UTCDateTime, utcnow
 
@@ -50,13 +52,16 @@ class Floor:
         conversations: Conversations,
         settings: Settings,
         transfers: Transfers,
+        supervision: Supervision,
     ) -> None:
         self.db = db
         self.hub = hub
         self.conversations = conversations
         self.settings = settings
         self.transfers = transfers
+        self.supervision = supervision
         self.refresh = coalesce(self._push_queue)
+        self.refresh_floor = coalesce(self._push_floor)
         self._hours = parse_hours(settings.opening_hours)
         self._zone = ZoneInfo(settings.timezone)
         hub.listen(FLOOR, lambda _event: self.refresh())
@@ -153,6 +158,7 @@ class Floor:
                     "pre_chat": c.pre_chat,
                     "last_seq": c.last_seq,
                     "child_read_seq": c.child_read_seq,
+                    "staff_read_seq": c.staff_read_seq,
                     "created_at": protocol.iso(c.created_at),
                     "assigned_at": protocol.iso(c.assigned_at) if c.assigned_at else None,
                     "child_online": _child_online(c, online_after),
@@ -160,6 +166,12 @@ class Floor:
                 for c in chats
             ],
         }
+
+    async def floor_view(self, view: QueueView | None = None) -> Event:
+        view = view or await self.queue_view()
+        online_after = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 2.5)
+        async with self.db() as session:
+            return await floor_view(session, view.items, online_after=online_after)
 
     async def _push_queue(self) -> None:
         staff = self.hub.connections("staff")
@@ -176,6 +188,14 @@ class Floor:
                 continue  # taken or ended meanwhile: its own event says so
             for connection in connections:
                 connection.push(state)
+        await self._push_floor(view)
+
+    async def _push_floor(self, view: QueueView | None = None) -> None:
+        supervisors = self.hub.members(alerts.SUPERVISORS)
+        if supervisors:
+            floor = await self.floor_view(view)
+            for connection in supervisors:
+                connection.push(floor)
 
     def _waiting_state(self, view: QueueView, conversation_id: uuid.UUID) -> Event | None:
         """The `state` of a waiting child, or None if it is not in the queue."""
@@ -216,7 +236,10 @@ class Floor:
                 if loop.time() - last_heartbeat >= self.settings.heartbeat_interval_s:
                     await self.heartbeat()
                     last_heartbeat = loop.time()
+                    # Online marks and reply waits move with time: refresh the floor.
+                    self.refresh_floor()
                 await self.sweep()
+                await self.supervision.sweep_alerts()
                 await self.transfers.expire(self.settings.transfer_offer_timeout_s)
             except asyncio.CancelledError:
                 raise

@@ -40,8 +40,10 @@ class Hub:
         self._interceptors: list[Callable[[Connection, str, Event], None]] = []
 
     async def start(self) -> None:
+        """Connect to the broker; channels with a listener are followed for good."""
         await self.broker.start(self._deliver)
-        await self.broker.subscribe(FLOOR)
+        for channel in {FLOOR, *self._listeners}:
+            await self.broker.subscribe(channel)
 
     async def publish(self, channel: str, event: Event) -> None:
         try:
@@ -51,6 +53,7 @@ class Hub:
             log.warning("publish to %s failed", channel.split(":")[0], exc_info=True)
 
     def listen(self, channel: str, handler: Callable[[Event], None]) -> None:
+        """Call `handler` for every event on `channel` (register before `start`)."""
         self._listeners[channel] = handler
 
     def intercept(self, hook: Callable[[Connection, str, Event], None]) -> None:
@@ -75,7 +78,7 @@ class Hub:
                 del self._joined[connection]
         if not members:
             del self._members[channel]
-            if channel != FLOOR:
+            if channel != FLOOR and channel not in self._listeners:
                 await self.broker.unsubscribe(channel)
 
     async def leave_all(self, connection: Connection) -> None:

@@ -119,7 +119,13 @@ class ReturnCodeRequest(_Msg):
     type: Literal["return_code"]
 
 
-ChildMessage = Hello | Start | Send | Typing | Read | End | Feedback | ReturnCodeRequest
+class Ping(_Msg):
+    """Extension: the client checks the connection is alive end to end; answered `pong`."""
+
+    type: Literal["ping"]
+
+
+ChildMessage = Hello | Start | Send | Typing | Read | End | Feedback | ReturnCodeRequest | Ping
 
 
 # --- staff to server -------------------------------------------------------------------
@@ -198,8 +204,53 @@ class TransferDecline(_Msg):
     conversation_id: uuid.UUID
 
 
+class Monitor(_Msg):
+    type: Literal["monitor"]
+    conversation_id: uuid.UUID
+    on: bool
+
+
+class WhisperMsg(_Msg):
+    type: Literal["whisper"]
+    conversation_id: uuid.UUID
+    body: str
+
+
+class Takeover(_Msg):
+    type: Literal["takeover"]
+    conversation_id: uuid.UUID
+
+
+class Assign(_Msg):
+    type: Literal["assign"]
+    conversation_id: uuid.UUID
+    to_user_id: uuid.UUID
+
+
+class BlockMsg(_Msg):
+    type: Literal["block"]
+    conversation_id: uuid.UUID
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    hours: Annotated[int, Field(ge=1)] | None = None
+
+
+class Unblock(_Msg):
+    type: Literal["unblock"]
+    block_id: uuid.UUID
+
+
+class ListBlocks(_Msg):
+    type: Literal["list_blocks"]
+
+
+class AlertAck(_Msg):
+    type: Literal["alert_ack"]
+    alert_id: uuid.UUID
+
+
 StaffMessage = (
-    Status
+    Ping
+    | Status
     | Take
     | StaffSend
     | StaffTyping
@@ -211,6 +262,14 @@ StaffMessage = (
     | Transfer
     | TransferAccept
     | TransferDecline
+    | Monitor
+    | WhisperMsg
+    | Takeover
+    | Assign
+    | BlockMsg
+    | Unblock
+    | ListBlocks
+    | AlertAck
 )
 
 _child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(

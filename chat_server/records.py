@@ -9,8 +9,8 @@ e-mail or in person are recorded final at once. Every view and change is audited
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import audit, taxonomy
 from chat_server.accounts import StaffIdentity
 from chat_server.errors import Refused
-from chat_server.fields import a_datetime, forbidden, invalid, text
+from chat_server.fields import a_datetime, forbidden, invalid, iso, text
 from chat_server.taxonomy import Taxonomy
 from db.casework import CaseFile, ContactRecord
 from db.models import Conversation, utcnow
@@ -65,9 +65,9 @@ def record_json(record: ContactRecord) -> dict[str, Any]:
         "actions": list(record.actions),
         "status": record.status,
         "case_id": str(record.case_id) if record.case_id else None,
-        "contact_at": _iso(record.contact_at),
-        "updated_at": _iso(record.updated_at),
-        "finalised_at": _iso(record.finalised_at),
+        "contact_at": iso(record.contact_at),
+        "updated_at": iso(record.updated_at),
+        "finalised_at": iso(record.finalised_at),
     }
 
 
@@ -77,7 +77,7 @@ def check_fields(tax: Taxonomy, data: Mapping[str, Any]) -> dict[str, Any]:
         if key not in EDITABLE and key not in READ_ONLY:
             raise invalid(key, f"{key!r} is not a field of the contact record")
     values: dict[str, Any] = {}
-    checks = {
+    checks: dict[str, Callable[[Any], Any]] = {
         "channel": lambda v: taxonomy.check_code("channels", v, "channel", required=True),
         "contact_type": lambda v: taxonomy.check_code("contact_types", v, "contact_type"),
         "categories": tax.check_categories,
@@ -360,7 +360,3 @@ def _finalise(session: AsyncSession, record: ContactRecord, actor_id: uuid.UUID 
     audit.record(
         session, action="record.finalise", actor_user_id=actor_id, target=f"record:{record.id}"
     )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import audit, cases, taxonomy
 from chat_server.accounts import StaffIdentity
 from chat_server.errors import Refused
-from chat_server.fields import a_date, an_id, invalid, text
+from chat_server.fields import a_date, an_id, invalid, iso, text
 from db.casework import CaseFile, Organization, Referral, Service
 from db.models import utcnow
 
@@ -45,8 +45,8 @@ def referral_json(
         "status_on": referral.status_on.isoformat(),
         "follow_up_on": referral.follow_up_on.isoformat() if referral.follow_up_on else None,
         "outcome": referral.outcome,
-        "created_at": _iso(referral.created_at),
-        "updated_at": _iso(referral.updated_at),
+        "created_at": iso(referral.created_at),
+        "updated_at": iso(referral.updated_at),
     }
 
 
@@ -239,7 +239,3 @@ async def due(
             referrals=len(due_referrals),
         )
     return due_cases, due_referrals
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -76,16 +76,17 @@ async def summary(
     low, high = span.bounds
     tz = ZoneInfo(HELPLINE_TZ)
     async with db() as session:
-        contacts = (
-            await session.execute(
-                select(ContactRecord).where(
-                    ContactRecord.status == "final",
-                    ContactRecord.contact_at >= low,
-                    ContactRecord.contact_at < high,
+        contacts = list(
+            (
+                await session.execute(
+                    select(ContactRecord).where(
+                        ContactRecord.status == "final",
+                        ContactRecord.contact_at >= low,
+                        ContactRecord.contact_at < high,
+                    )
                 )
-            )
-        ).scalars()
-        contacts = list(contacts)
+            ).scalars()
+        )
         drafts = await _count_drafts(session, low, high)
         chats = (
             await session.execute(

@@ -19,6 +19,7 @@ from chat_server.hub import Hub
 from chat_server.return_codes import GuessLimiter
 from chat_server.risk_terms import DEFAULT_TERMS, RiskTerms
 from chat_server.settings import Settings
+from chat_server.supervision import Supervision
 from chat_server.transfers import Transfers
 from db.engine import create_engine, session_factory
 
@@ -32,6 +33,7 @@ class Services:
     conversations: Conversations
     floor: Floor
     transfers: Transfers
+    supervision: Supervision
     # Wrong return codes per address: this node's memory only, never stored.
     guesses: GuessLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -53,17 +55,20 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     engine = create_engine(settings.database_url)
     db = session_factory(engine)
     hub = Hub(make_broker(settings))
-    await hub.start()
     terms_file = Path(settings.risk_terms_file) if settings.risk_terms_file else DEFAULT_TERMS
     conversations = Conversations(
         db, hub, secret=settings.secret_key, risk_terms=RiskTerms.from_file(terms_file)
     )
     transfers = Transfers(db, hub, conversations)
-    floor = Floor(db, hub, conversations, settings, transfers)
+    supervision = Supervision(db, hub, conversations, settings)
+    floor = Floor(db, hub, conversations, settings, transfers, supervision)
+    await hub.start()
     guesses = GuessLimiter(
         attempts=settings.return_code_attempts, window_s=settings.return_code_window_s
     )
-    services = Services(settings, engine, db, hub, conversations, floor, transfers, guesses)
+    services = Services(
+        settings, engine, db, hub, conversations, floor, transfers, supervision, guesses
+    )
     if sweeps:
         services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))
     return services

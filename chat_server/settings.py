@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     return_code_attempts: int = 5
     return_code_window_s: float = 600.0
 
+    # Supervision. Whether a counsellor sees that a supervisor is following their chat:
+    # on by default, because monitoring is for supporting the counsellor, and an open
+    # practice builds the trust it needs; the child is never told either way.
+    tell_counsellor_about_monitoring: bool = True
+    # Alert supervisors when a child waits this long in the queue, or for a reply.
+    wait_alert_s: float = 300.0
+    unanswered_alert_s: float = 180.0
+    block_default_hours: int = 24
+    block_max_hours: int = 24 * 30
+
     # Risk words matched in children's messages (JSON like db/data/risk_terms.v1.json).
     risk_terms_file: str | None = None
 

@@ -3,6 +3,8 @@ seeded from db/data), and the fixed code lists (db/data/codes.v1.json)."""
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +170,22 @@ class Taxonomy:
         }
 
 
+# Reference data changes with a migration, not while serving: one read per process and
+# minute is plenty (the contact record is saved every few seconds while chatting).
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[float, Taxonomy]] = weakref.WeakKeyDictionary()
+CACHE_SECONDS = 60.0
+
+
 async def load(db: async_sessionmaker[AsyncSession]) -> Taxonomy:
+    cached = _CACHE.get(db)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    loaded = await _read(db)
+    _CACHE[db] = (time.monotonic(), loaded)
+    return loaded
+
+
+async def _read(db: async_sessionmaker[AsyncSession]) -> Taxonomy:
     async with db() as session:
         categories = list(
             (

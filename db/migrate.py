@@ -20,12 +20,12 @@ def alembic_config(database_url: str, connection: Connection | None = None) -> C
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Apply migrations (runs its own event loop: call it outside one, or in a thread)."""
     command.upgrade(alembic_config(database_url), revision)
 
 
-def upgrade_on(connection: Connection, revision: str = "head") -> None:
+def upgrade_on(connection: Connection, revision: str = "heads") -> None:
     """Apply migrations on an open synchronous connection (from AsyncConnection.run_sync)."""
     url = connection.engine.url.render_as_string(hide_password=False)
     command.upgrade(alembic_config(url, connection), revision)

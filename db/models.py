@@ -95,6 +95,9 @@ class Conversation(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     end_reason: str | None = Field(default=None, max_length=32)
     last_message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # For the floor: how long a child has been waiting for a reply.
+    last_child_message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_staff_message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Refreshed while the child's socket is open on some node; grace sweeps read it.
     child_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Set when the child's last socket closed; cleared when the child is back.
@@ -129,6 +132,57 @@ class Message(SQLModel, table=True):
     body: str = Field(sa_type=sa.Text)
     client_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Whisper(SQLModel, table=True):
+    """A supervisor's note to the counsellor: kept with the conversation for the record,
+    never part of the child's stream (it takes no seq)."""
+
+    __tablename__ = "whispers"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    conversation_id: uuid.UUID = Field(foreign_key="conversations.id", index=True)
+    author_user_id: uuid.UUID = Field(foreign_key="staff_users.id")
+    body: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Block(SQLModel, table=True):
+    """New chats refused for a browser session (by its token's hash) until it expires.
+
+    No address or device identifier is stored: a node may also refuse the address it
+    saw, in memory only, for the same time.
+    """
+
+    __tablename__ = "blocks"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    child_token_hash: str = Field(max_length=64, index=True)
+    conversation_id: uuid.UUID = Field(foreign_key="conversations.id")
+    reason: str = Field(max_length=500)
+    created_by: uuid.UUID = Field(foreign_key="staff_users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    lifted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lifted_by: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id")
+
+
+class Alert(SQLModel, table=True):
+    """Something a supervisor must see: a child in danger, high risk, a long wait, a child
+    left unanswered. One open alert per kind and conversation; acknowledged by a supervisor."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "kind", name="uq_alerts_conversation_kind"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=24)  # in_danger | risk | long_wait | unanswered
+    conversation_id: uuid.UUID = Field(foreign_key="conversations.id")
+    level: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    acked_by: uuid.UUID | None = Field(default=None, foreign_key="staff_users.id")
+    acked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection
 
 from chat_server.accounts import SESSION_COOKIE, StaffIdentity
 
-TIMEOUT = 5.0
+TIMEOUT = 10.0
 
 
 class Client:
@@ -37,7 +37,7 @@ class Client:
         self.seen.append(frame)
         return frame
 
-    async def expect(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+    async def expect(self, kind: str, /, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         """The next frame of this type with these field values; others stay unread."""
         skipped: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
@@ -56,15 +56,18 @@ class Client:
         finally:
             self._unread[:0] = skipped
 
-    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
-        """Everything that arrives within `seconds` (to prove that nothing else does)."""
+    async def quiet(self, seconds: float = 0.3, most: float = 5.0) -> list[dict[str, Any]]:
+        """Everything until `seconds` pass without a frame (at most `most` seconds)."""
         frames = list(self._unread)
         self._unread.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + most
         try:
-            while True:
-                frames.append(await self.recv(seconds))
+            while loop.time() < deadline:
+                frames.append(await self.recv(min(seconds, max(0.01, deadline - loop.time()))))
         except TimeoutError:
-            return frames
+            pass
+        return frames
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.seen if f["type"] == kind]

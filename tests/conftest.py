@@ -35,7 +35,7 @@ from chat_server.app import create_app
 from chat_server.settings import Settings
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
-from tests.clients import Client, connect_child, connect_staff  # noqa: F401
+from tests.clients import Client, connect_child, connect_staff
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -43,6 +43,7 @@ PG_ADMIN_URL = os.environ.get(
     "ALO116_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = ("messages", "audit_events", "staff_sessions", "conversations", "staff_users")
+# Every table; TRUNCATE ... CASCADE empties those that refer to these too.
 PASSWORD = "correct horse battery"
 
 
@@ -173,6 +174,30 @@ class LiveServer:
             cookie = answer.cookies[accounts.SESSION_COOKIE]
         return staff, cookie
 
+    async def record(self, staff: Client, conversation_id: str, **fields: Any) -> dict[str, Any]:
+        """Fill in the chat's contact record through the API, as the console does."""
+        assert staff.cookie is not None
+        async with httpx.AsyncClient(
+            base_url=self.url, cookies={accounts.SESSION_COOKIE: staff.cookie}
+        ) as http:
+            answer = await http.put(
+                f"/api/records/{conversation_id}",
+                json={"contact_type": "counselling", **fields},
+            )
+            assert answer.status_code == 200, answer.text
+            record: dict[str, Any] = answer.json()
+            return record
+
+    async def record_of(self, staff: Client, conversation_id: str) -> dict[str, Any]:
+        assert staff.cookie is not None
+        async with httpx.AsyncClient(
+            base_url=self.url, cookies={accounts.SESSION_COOKIE: staff.cookie}
+        ) as http:
+            answer = await http.get(f"/api/records/{conversation_id}")
+            assert answer.status_code == 200, answer.text
+            record: dict[str, Any] = answer.json()
+            return record
+
     async def child(self, **hello: Any) -> Client:
         client = await connect_child(self.ws_url, **hello)
         self.clients.append(client)
@@ -200,6 +225,7 @@ class LiveServer:
 
     async def staff_client(self, cookie: str) -> Client:
         client = await connect_staff(self.ws_url, cookie)
+        client.cookie = cookie
         self.clients.append(client)
         return client
 

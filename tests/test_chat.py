@@ -44,8 +44,15 @@ async def test_a_child_and_a_counsellor_chat_from_queue_to_feedback(live: LiveSe
     await counsellor.send(type="read", conversation_id=cid, seq=1)
     assert await child.expect("read") == {"type": "read", "seq": 1}
 
+    # A chat is closed only once its contact is recorded.
+    await counsellor.send(type="end", conversation_id=cid)
+    refusal = await counsellor.expect("error", in_reply_to="end")
+    assert (refusal["code"], refusal["field"]) == ("conflict", "contact_type")
+    await live.record(counsellor, cid, categories=["education.academic"])
     await counsellor.send(type="end", conversation_id=cid)
     assert (await child.expect("ended"))["reason"] == "counsellor_ended"
+    final = await live.record_of(counsellor, cid)
+    assert (final["status"], final["contact_type"]) == ("final", "counselling")
     assert (await counsellor.expect("ended", conversation_id=cid))["reason"] == "counsellor_ended"
 
     await child.send(type="feedback", rating=5, helped=True)
@@ -125,3 +132,29 @@ async def test_concurrent_sends_get_gap_free_sequence_numbers(live: LiveServer) 
 
 def test_ids_are_unique() -> None:
     assert new_id() != new_id()
+
+
+async def test_ping_is_answered_with_pong_on_both_sockets(live: LiveServer) -> None:
+    child = await live.ws_connection()
+    await child.send(type="ping")  # even before hello
+    assert await child.expect("pong") == {"type": "pong"}
+    counsellor = await live.counsellor()
+    await counsellor.send(type="ping")
+    assert await counsellor.expect("pong") == {"type": "pong"}
+
+
+async def test_a_counsellors_other_consoles_learn_what_was_read(live: LiveServer) -> None:
+    child = await live.child()
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    assert counsellor.cookie is not None
+    other_tab = await live.staff_client(counsellor.cookie)
+    await other_tab.expect("snapshot")
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    await child.send(type="send", client_id="c", body="hi")
+    await counsellor.expect("msg", seq=1)
+    await counsellor.send(type="read", conversation_id=cid, seq=1)
+    assert (await other_tab.expect("read", conversation_id=cid))["seq"] == 1
+    third = await live.staff_client(counsellor.cookie)
+    assert (await third.expect("snapshot"))["chats"][0]["staff_read_seq"] == 1

@@ -138,6 +138,7 @@ async def test_accepting_and_ending_a_transfer_at_once_leaves_one_consistent_out
     _child, ana, cid = await _chat(live)
     besnik = await live.counsellor()
     assert besnik.identity is not None
+    await live.record(ana, cid)
     await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
     await besnik.expect("transfer_offer")
     await asyncio.gather(
@@ -157,6 +158,7 @@ async def test_accepting_and_ending_a_transfer_at_once_leaves_one_consistent_out
 
 async def test_ending_with_a_closing_message_stores_it_before_the_end(live: LiveServer) -> None:
     child, staff, cid = await _chat(live)
+    await live.record(staff, cid, contact_type="information")
     await staff.send(
         type="end",
         conversation_id=cid,

@@ -329,7 +329,7 @@ def test_a_frame_that_is_not_an_object_with_a_string_type_is_refused_as_bad_requ
 
 
 @PARSERS
-@pytest.mark.parametrize("kind", ["", "Send", "ping", "monitor"])
+@pytest.mark.parametrize("kind", ["", "Send", "pong", "dance", "monitoring"])
 def test_an_unknown_type_is_refused_as_bad_request_quoting_it(parse: Parse, kind: str) -> None:
     refused = refusal(parse, {"type": kind})
     assert (refused.code, refused.message) == ("bad_request", f"unknown message type {kind!r}")
