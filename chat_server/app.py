@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from chat_server import child_page, child_socket, staff_socket
+from chat_server.metrics import metrics_endpoint
 from chat_server.runtime import services_of, start_services, stop_services
 from chat_server.security_headers import SecurityHeaders
 from chat_server.settings import Settings
@@ -40,12 +41,32 @@ def create_app(settings: Settings, *, sweeps: bool = True) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok"})
 
+    async def readyz(request: Request) -> Response:
+        """Ready to serve: the database and the broker answer (for load balancers)."""
+        services = services_of(request)
+        checks = {}
+        for name, check in (
+            ("database", services.check_database),
+            ("broker", services.check_broker),
+        ):
+            try:
+                await check()
+                checks[name] = "ok"
+            except Exception:
+                checks[name] = "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
+        )
+
     async def home(_request: Request) -> Response:
         return RedirectResponse("/chat", status_code=307)
 
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws/child", child_socket.child_socket),
         WebSocketRoute("/ws/staff", staff_socket.staff_socket),
         *child_page.routes(settings),

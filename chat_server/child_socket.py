@@ -74,6 +74,7 @@ class ChildSession:
         if isinstance(message, protocol.Send):
             if not self.limits.sends.allow(time.monotonic()):
                 raise Refused("rate_limited", "too many messages; wait a moment")
+            started = time.perf_counter()
             posted = await conversations.post(
                 conversation_id, client_id=message.client_id, body=message.body
             )
@@ -84,6 +85,9 @@ class ChildSession:
                     seq=posted.seq,
                     at=posted.at,
                 )
+            )
+            self.services.metrics.acked(
+                "child", time.perf_counter() - started, duplicate=posted.duplicate
             )
         elif isinstance(message, protocol.Typing):
             await conversations.typing(conversation_id, sender="child", on=message.on)
@@ -195,20 +199,21 @@ async def child_socket(websocket: WebSocket) -> None:
     )
     connection.start()
     session = ChildSession(services, connection, address_of(websocket))
-    try:
-        await serve(
-            websocket,
-            connection,
-            session.handle,
-            lambda text: protocol.parse_child(text, max_body_chars=settings.max_body_chars),
-            session.limits,
-        )
-    except WebSocketDisconnect:
-        pass
-    finally:
-        await services.hub.leave_all(connection)
+    with services.metrics.connection("child"):
         try:
-            await session.leave()
-        except UNAVAILABLE:
-            log.info("could not record the child leaving; the sweep will", exc_info=True)
-        await connection.stop()
+            await serve(
+                websocket,
+                connection,
+                session.handle,
+                lambda text: protocol.parse_child(text, max_body_chars=settings.max_body_chars),
+                session.limits,
+            )
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await services.hub.leave_all(connection)
+            try:
+                await session.leave()
+            except UNAVAILABLE:
+                log.info("could not record the child leaving; the sweep will", exc_info=True)
+            await connection.stop()

@@ -16,6 +16,7 @@ from chat_server.brokers.memory import MemoryBroker
 from chat_server.conversations import Conversations
 from chat_server.floor import Floor
 from chat_server.hub import Hub
+from chat_server.metrics import Metrics
 from chat_server.return_codes import GuessLimiter
 from chat_server.risk_terms import DEFAULT_TERMS, RiskTerms
 from chat_server.settings import Settings
@@ -34,9 +35,13 @@ class Services:
     floor: Floor
     transfers: Transfers
     supervision: Supervision
+    metrics: Metrics
     # Wrong return codes per address: this node's memory only, never stored.
     guesses: GuessLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def check_broker(self) -> None:
+        await self.hub.broker.ping()
 
     async def check_database(self) -> None:
         async with self.engine.connect() as connection:
@@ -66,8 +71,9 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     guesses = GuessLimiter(
         attempts=settings.return_code_attempts, window_s=settings.return_code_window_s
     )
+    metrics = Metrics(engine=engine, db=db, broker=hub.broker)
     services = Services(
-        settings, engine, db, hub, conversations, floor, transfers, supervision, guesses
+        settings, engine, db, hub, conversations, floor, transfers, supervision, metrics, guesses
     )
     if sweeps:
         services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))

@@ -79,6 +79,7 @@ class StaffSession:
             cid = message.conversation_id
             if not self.limits.sends.allow(time.monotonic()):
                 raise Refused("rate_limited", "too many messages; wait a moment")
+            started = time.perf_counter()
             posted = await conversations.post(
                 cid, client_id=message.client_id, body=message.body, staff=staff
             )
@@ -86,6 +87,9 @@ class StaffSession:
                 protocol.ack_frame(
                     conversation_id=cid, client_id=message.client_id, seq=posted.seq, at=posted.at
                 )
+            )
+            self.services.metrics.acked(
+                "counsellor", time.perf_counter() - started, duplicate=posted.duplicate
             )
         elif isinstance(message, protocol.StaffTyping):
             if not self.counsels(message.conversation_id):
@@ -242,20 +246,21 @@ async def staff_socket(websocket: WebSocket) -> None:
         user_id=staff.id,
     )
     session = StaffSession(services, connection, staff)
-    try:
-        await session.open()
-        await serve(
-            websocket,
-            connection,
-            session.handle,
-            lambda text: protocol.parse_staff(text, max_body_chars=settings.max_body_chars),
-            session.limits,
-        )
-    except WebSocketDisconnect:
-        pass
-    finally:
-        await services.hub.leave_all(connection)
-        await connection.stop()
+    with services.metrics.connection("staff"):
+        try:
+            await session.open()
+            await serve(
+                websocket,
+                connection,
+                session.handle,
+                lambda text: protocol.parse_staff(text, max_body_chars=settings.max_body_chars),
+                session.limits,
+            )
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await services.hub.leave_all(connection)
+            await connection.stop()
 
 
 def block_json(block: Block) -> Event:

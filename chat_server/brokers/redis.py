@@ -79,6 +79,8 @@ class RedisBroker:
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closed = False
+        # Failures by operation, read by the metrics endpoint.
+        self.errors: dict[str, int] = {"publish": 0, "subscribe": 0, "subscriber_lost": 0}
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -86,14 +88,19 @@ class RedisBroker:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout=self._timeout * 5)
         except TimeoutError:
-            # Serve anyway: one node's clients still chat, and the listener keeps trying.
+            # Serve anyway: messages are stored and acknowledged, and live delivery starts
+            # once the listener gets through (clients fill the gap from the database).
             log.warning("redis unreachable at start; retrying in the background")
 
     async def publish(self, channel: str, event: Event) -> None:
         if self._closed:
             return  # a late event while the node shuts down: nobody here is listening
         data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-        await self._publisher.publish(channel, data)
+        try:
+            await self._publisher.publish(channel, data)
+        except Exception:
+            self.errors["publish"] += 1
+            raise
 
     async def subscribe(self, channel: str) -> None:
         async with self._commands:
@@ -108,12 +115,15 @@ class RedisBroker:
             try:
                 await pubsub.subscribe(channel)
             except Exception as exc:
+                self.errors["subscribe"] += 1
                 self._confirmations.pop(channel, None)
                 log.warning("subscribe to %s failed: %r", _family(channel), type(exc).__name__)
                 return
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout=self._timeout)
         except TimeoutError:
+            if self._confirmations.get(channel) is waiter:
+                del self._confirmations[channel]
             log.warning("redis did not confirm a subscription to %s in time", _family(channel))
 
     async def unsubscribe(self, channel: str) -> None:
@@ -177,6 +187,7 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.errors["subscriber_lost"] += 1
                 log.warning(
                     "redis subscriber connection lost (%s); reconnecting in %.2fs",
                     type(exc).__name__,
