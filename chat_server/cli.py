@@ -9,10 +9,11 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from chat_server import accounts, directory_io, taxonomy
+from chat_server import accounts, audit_log, directory_io, taxonomy
 from chat_server.errors import Refused
 from chat_server.settings import InsecureSettings, Settings
 from db.engine import create_engine, session_factory
@@ -43,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--name", help="the name shown to children and colleagues")
     create.add_argument("--max-chats", type=int, default=3)
 
+    audit = commands.add_parser("audit", help="read the audit log (the reading is audited too)")
+    audit.add_argument("--since", help="a day (YYYY-MM-DD, helpline time) or an ISO time")
+    audit.add_argument("--until", help="the same; a day includes the whole day")
+    audit.add_argument("--actor", help="a staff username")
+    audit.add_argument("--action", help="an action or its start, e.g. monitor or auth.login")
+    audit.add_argument("--limit", type=int, default=100)
+
     demo = commands.add_parser("demo", help="SQLite, demo accounts, serve: all in one")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=int(os.environ.get("ALO116_PORT", "8000")))
@@ -63,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             password = _read_password()
             asyncio.run(_create_user(settings, args, password))
             print(f"created {args.role} {args.username!r}")
+        elif args.command == "audit":
+            print(asyncio.run(_audit(settings, args)))
         elif args.command == "demo":
             upgrade(settings.database_url)
             passwords = asyncio.run(_demo_accounts(settings))
@@ -145,6 +155,33 @@ def _print_demo(settings: Settings, host: str, port: int, passwords: dict[str, s
     for username, _name, role in DEMO_ACCOUNTS:
         print(f"    {role:<11} {username:<8} {passwords[username]}")
     print(flush=True)
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> str:
+    zone = ZoneInfo(settings.timezone)
+    try:
+        since = audit_log.parse_moment(args.since, zone)
+        until = audit_log.parse_moment(args.until, zone, end=True)
+    except ValueError as exc:
+        raise Refused("bad_request", str(exc)) from None
+    if not 1 <= args.limit <= 10_000:
+        raise Refused("bad_request", f"--limit must be 1 to 10000, not {args.limit!r}")
+    engine = create_engine(settings.database_url)
+    db = session_factory(engine)
+    try:
+        rows = await audit_log.query(
+            db, since=since, until=until, actor=args.actor, action=args.action, limit=args.limit
+        )
+        filters = {
+            "since": args.since,
+            "until": args.until,
+            "actor": args.actor,
+            "action": args.action,
+        }
+        await audit_log.viewed(db, actor_user_id=None, via="cli", filters=filters)
+    finally:
+        await engine.dispose()
+    return audit_log.format_rows(rows)
 
 
 def _redacted(url: str) -> str:

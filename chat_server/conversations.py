@@ -193,7 +193,8 @@ class Conversations:
             ).scalar_one_or_none()
             if conversation is None:
                 return
-            if conversation.status == "queued":
+            # A waiting chat leaves the queue; a left message stays for its answer.
+            if conversation.status == "queued" and conversation.mode == "chat":
                 conversation.status = "ended"
                 conversation.ended_at = now
                 conversation.end_reason = "quick_exit"

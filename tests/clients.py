@@ -56,6 +56,25 @@ class Client:
         finally:
             self._unread[:0] = skipped
 
+    async def expect_any(
+        self, kinds: tuple[str, ...], /, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The next frame of any of these types; others stay unread."""
+        skipped: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise AssertionError(f"none of {kinds} within {timeout}s; got {skipped}")
+                frame = await self.recv(remaining)
+                if frame["type"] in kinds:
+                    return frame
+                skipped.append(frame)
+        finally:
+            self._unread[:0] = skipped
+
     async def quiet(self, seconds: float = 0.3, most: float = 5.0) -> list[dict[str, Any]]:
         """Everything until `seconds` pass without a frame (at most `most` seconds)."""
         frames = list(self._unread)

@@ -19,11 +19,9 @@ async def test_two_counsellors_taking_the_same_child_at_once_one_wins(live: Live
         first.send(type="take", conversation_id=cid),
         second.send(type="take", conversation_id=cid),
     )
-    outcomes = []
-    for client in (first, second):
-        frames = [f for f in await client.quiet(0.6) if f["type"] in ("assigned", "error")]
-        assert len(frames) == 1, frames
-        outcomes.append(frames[0])
+    outcomes = [await c.expect_any(("assigned", "error")) for c in (first, second)]
+    for client in (first, second):  # and nothing more
+        assert not [f for f in await client.quiet(0.3) if f["type"] in ("assigned", "error")]
     kinds = sorted(f["type"] for f in outcomes)
     assert kinds == ["assigned", "error"]
     refusal = next(f for f in outcomes if f["type"] == "error")
@@ -42,12 +40,13 @@ async def test_racing_take_next_gives_each_waiting_child_to_exactly_one_counsell
     await asyncio.gather(*(c.send(type="take") for c in counsellors))
     taken: list[str] = []
     errors = []
-    for counsellor in counsellors:
-        for frame in await counsellor.quiet(0.8):
-            if frame["type"] == "assigned":
-                taken.append(frame["conversation_id"])
-            elif frame["type"] == "error":
-                errors.append(frame)
+    for counsellor in counsellors:  # each take gets exactly one answer
+        frame = await counsellor.expect_any(("assigned", "error"))
+        if frame["type"] == "assigned":
+            taken.append(frame["conversation_id"])
+        else:
+            errors.append(frame)
+        assert not [f for f in await counsellor.quiet(0.2) if f["type"] in ("assigned", "error")]
     assert len(taken) == 3 and len(set(taken)) == 3
     assert [e["code"] for e in errors] == ["not_found"]
 
