@@ -59,6 +59,8 @@ class Connection:
         self.closed = asyncio.Event()
         # The child's status as last sent, to drop queue views that an event overtook.
         self.status: str | None = None
+        # Chats this console follows as a silent monitor, not as their counsellor.
+        self.watching: set[uuid.UUID] = set()
 
     def start(self, first: Event | None = None) -> None:
         """Start writing; `first`, if given, goes out before anything queued so far."""
@@ -89,6 +91,10 @@ class Connection:
             return True
         self.status = status
         return False
+
+    def _watches(self, frame: Event) -> bool:
+        conversation = frame.get("conversation_id")
+        return conversation is not None and uuid.UUID(conversation) in self.watching
 
     def replay(self, conversation_id: uuid.UUID, after_seq: int) -> None:
         """Send every message of the conversation after `after_seq`, then follow it live."""
@@ -132,7 +138,9 @@ class Connection:
         # Nobody needs their own typing indicator echoed back, nor a child their own read
         # receipt; a counsellor's other consoles use theirs to agree on what is unread.
         own = "child" if self.kind == "child" else "counsellor"
-        if sender == own and (kind == "typing" or (kind == "read" and self.kind == "child")):
+        echoed = kind == "typing" or (kind == "read" and self.kind == "child")
+        # A monitor does see the counsellor typing: that is not their own.
+        if sender == own and echoed and not (kind == "typing" and self._watches(frame)):
             return None
         shaped = {k: v for k, v in frame.items() if k != "_to"}
         if "conversation_id" in frame:

@@ -34,8 +34,7 @@ class StaffSession:
         self.services = services
         self.connection = connection
         self.staff = staff
-        # Chats this console follows silently (supervisors only).
-        self.monitoring: set[uuid.UUID] = set()
+        self.monitoring = connection.watching
         settings = services.settings
         self.limits = Limits(
             sends=TokenBucket.full(
@@ -207,6 +206,9 @@ def _follow_assignments(services: Services) -> Callable[[Connection, str, Event]
             if event.get("user_id") not in (None, str(connection.user_id)):
                 return  # someone else's release (their colleague now follows this chat)
             cid = uuid.UUID(event["conversation_id"])
+            if kind == "released" and cid in connection.watching:
+                return  # a monitor keeps following whoever counsels the child now
+            connection.watching.discard(cid)
             connection.forget(cid)
             asyncio.get_running_loop().create_task(
                 services.hub.leave(connection, conv_channel(cid))

@@ -104,6 +104,8 @@ async def test_monitoring_replays_the_history_and_follows_the_chat_live(live: Li
     assert (await supervisor.expect("error", client_id="x"))["code"] == "forbidden"
     await supervisor.send(type="typing", conversation_id=cid, on=True)
     assert (await supervisor.expect("error", in_reply_to="typing"))["code"] == "forbidden"
+    await counsellor.send(type="typing", conversation_id=cid, on=True)
+    assert (await supervisor.expect("typing", conversation_id=cid))["on"] is True
     await supervisor.send(type="monitor", conversation_id=cid, on=False)
     await counsellor.expect("monitored", conversation_id=cid, on=False)
     await counsellor.send(type="send", conversation_id=cid, client_id="3", body="tre")
