@@ -307,19 +307,6 @@ class Supervision:
             )
             return list(result.scalars())
 
-    async def session_blocked(self, token_hash: str) -> bool:
-        async with self.db() as session:
-            found = (
-                await session.execute(
-                    select(Block.id).where(
-                        Block.child_token_hash == token_hash,
-                        Block.lifted_at.is_(None),  # type: ignore[union-attr]
-                        Block.expires_at > utcnow(),
-                    )
-                )
-            ).first()
-        return found is not None
-
     # --- alerts ------------------------------------------------------------------------------
 
     async def ack_alert(self, staff: StaffIdentity, alert_id: uuid.UUID) -> None:
