@@ -132,6 +132,7 @@ class Counsellor:
         login = httpx.post(f"{url}/api/login", json={"username": username, "password": PASSWORD})
         login.raise_for_status()
         cookie = login.cookies["alo116_session"]
+        self.url, self.cookie = url, cookie
         self.stack = contextlib.ExitStack()
         self.ws: ClientConnection = self.stack.enter_context(
             connect(
@@ -146,6 +147,15 @@ class Counsellor:
         self.reader.start()
         self.snapshot = self.expect("snapshot")
         self.id: str = self.snapshot["me"]["id"]
+
+    def end(self, conversation_id: str, contact_type: str = "testing") -> None:
+        """End a chat the way the console does: its contact is recorded first."""
+        httpx.put(
+            f"{self.url}/api/records/{conversation_id}",
+            json={"contact_type": contact_type},
+            cookies={"alo116_session": self.cookie},
+        )
+        self.ws.send(json.dumps({"type": "end", "conversation_id": conversation_id}))
 
     def _read(self) -> None:
         try:
@@ -211,7 +221,7 @@ class Counsellor:
             }
             mine = {f["conversation_id"] for f in self.seen if f["type"] == "assigned"}
             for cid in mine - ended:
-                self.ws.send(json.dumps({"type": "end", "conversation_id": cid}))
+                self.end(cid)
             self.send(type="status", value="offline")
             self.expect("me", timeout=5, status="offline")
         self.stack.close()
@@ -223,10 +233,10 @@ def tidy_floor(url: str, username: str = "ana") -> None:
     janitor = Counsellor(url, username)
     try:
         for chat in janitor.snapshot["chats"]:
-            janitor.send(type="end", conversation_id=chat["conversation_id"])
+            janitor.end(chat["conversation_id"])
         for item in janitor.snapshot["queue"]:
             janitor.send(type="take", conversation_id=item["conversation_id"])
-            janitor.send(type="end", conversation_id=item["conversation_id"])
+            janitor.end(item["conversation_id"])
     finally:
         janitor.close()
 

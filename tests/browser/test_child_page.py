@@ -1,234 +1,72 @@
 """The child's page in Debian's Chromium on a phone-size screen, against the real server.
 
 A counsellor is driven over /ws/staff from a thread, so each test reads as the child's
-story: welcome, questions, waiting, chat, end; a network cut; a reload; quick exit.
+story: welcome, questions, waiting, chat, end; writing while waiting; a transfer; a
+network cut; a reload; quick exit. One server serves the whole module.
 Set ALO116_SCREENSHOTS=docs/screenshots to write child-*.png of every screen.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import queue
-import shutil
-import threading
+import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
-from websockets.sync.client import ClientConnection, connect
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.conftest import IN_CI, PASSWORD, ROOT, ServerProcess, server_process
+from tests.browser.conftest import (
+    EXIT_URL,
+    PHONE,
+    SHOT_LANGS,
+    Counsellor,
+    check_screen,
+    child_site,
+    own_states,
+    strings,
+    text_of,
+    tidy_floor,
+    transcript,
+    visible_screen,
+    wait_until,
+    write,
+)
+from tests.conftest import ROOT, ServerProcess
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-PHONE: ViewportSize = {"width": 375, "height": 667}
-ZOOM_200: ViewportSize = {"width": 188, "height": 334}  # the phone at 200% zoom, in CSS pixels
-EXIT_URL = "https://weather.example/today"
 BUDGET = 25 * 1024  # the whole first load, on the wire
-SHOTS = os.environ.get("ALO116_SCREENSHOTS")
-
-
-def _axe_source() -> str:
-    """axe-core from npm (`./dev test` installs it): ALO116_AXE, or the repo's node_modules."""
-    candidates = [
-        os.environ.get("ALO116_AXE", ""),
-        str(ROOT / "node_modules/axe-core/axe.min.js"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_text(encoding="utf-8")
-    message = "axe-core not found: npm install axe-core (or set ALO116_AXE)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-# --- fixtures --------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[ServerProcess]:
+    with child_site(
+        tmp_path_factory.mktemp("child"), sqlite_template, {"ana": "Ana", "besa": "Besa"}
+    ) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def clean_floor(site: ServerProcess) -> Iterator[None]:
+    yield
+    tidy_floor(site.url)
 
 
 @pytest.fixture
-def site(tmp_path: Path, sqlite_template: Path) -> Iterator[ServerProcess]:
-    path = tmp_path / "app.db"
-    shutil.copy(sqlite_template, path)
-    server = server_process(f"sqlite+aiosqlite:///{path}", ALO116_QUICK_EXIT_URL=EXIT_URL)
-    server.create_user("ana", "counsellor", "Ana")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    context.route(f"{EXIT_URL}*", lambda route: route.fulfill(body="<title>Moti</title>"))
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def page(phone: BrowserContext) -> Iterator[Page]:
-    page = phone.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    assert errors == [], "the page threw"
-
-
-class Counsellor:
-    """A counsellor on /ws/staff; frames are read on a thread into a queue."""
-
-    def __init__(self, url: str) -> None:
-        login = httpx.post(f"{url}/api/login", json={"username": "ana", "password": PASSWORD})
-        login.raise_for_status()
-        cookie = login.cookies["alo116_session"]
-        self.stack = contextlib.ExitStack()
-        self.ws: ClientConnection = self.stack.enter_context(
-            connect(
-                url.replace("http://", "ws://") + "/ws/staff",
-                additional_headers={"Cookie": f"alo116_session={cookie}"},
-            )
-        )
-        self.seen: list[dict[str, Any]] = []
-        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.conversation_id = ""
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.expect("snapshot")
-
-    def _read(self) -> None:
-        try:
-            for raw in self.ws:
-                frame = json.loads(raw)
-                self.seen.append(frame)
-                self.frames.put(frame)
-        except Exception:  # the socket closed: the test is over
-            return
-
-    def send(self, **frame: Any) -> None:
-        if self.conversation_id and frame["type"] not in ("status", "take"):
-            frame.setdefault("conversation_id", self.conversation_id)
-        self.ws.send(json.dumps(frame))
-
-    def expect(self, kind: str, timeout: float = 10, **fields: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frame = self.frames.get(timeout=left)
-            except queue.Empty:
-                break
-            if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
-                return frame
-        raise AssertionError(f"no {kind} {fields} within {timeout}s")
-
-    def go_on_duty(self) -> None:
-        self.send(type="status", value="available")
-
-    def take(self) -> None:
-        self.send(type="take")
-        self.conversation_id = self.expect("assigned")["conversation_id"]
-
-    def say(self, body: str) -> None:
-        self.send(type="send", client_id=str(uuid.uuid4()), body=body)
-
-    def from_child(self) -> list[str]:
-        return [f["body"] for f in self.seen if f["type"] == "msg" and f["from"] == "child"]
-
-    def close(self) -> None:
-        self.stack.close()
-        self.reader.join(5)
-
-
-@pytest.fixture
-def counsellor(site: ServerProcess) -> Iterator[Callable[[], Counsellor]]:
+def counsellor(site: ServerProcess) -> Iterator[Callable[..., Counsellor]]:
     made: list[Counsellor] = []
 
-    def make() -> Counsellor:
-        made.append(Counsellor(site.url))
+    def make(username: str = "ana") -> Counsellor:
+        made.append(Counsellor(site.url, username))
         return made[-1]
 
     yield make
     for c in made:
         c.close()
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def wait_until(page: Page, expression: str, timeout: float = 15) -> None:
-    """Poll in the page (wait_for_function would eval a string, which the CSP forbids)."""
-    deadline = time.monotonic() + timeout
-    helpers = "const strings = () => JSON.parse(document.getElementById('strings').textContent);"
-    while time.monotonic() < deadline:
-        if page.evaluate(f"() => {{ {helpers} return {expression}; }}"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never true: {expression}")
-
-
-def check_screen(page: Page, name: str) -> None:
-    """Zero axe-core violations, no sideways scroll at 200% zoom, and a screenshot."""
-    # add_script_tag would be an inline script, which the page's CSP rightly blocks.
-    page.evaluate(_axe_source() + "\n;0")
-    violations = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
-             .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)"""
-    )
-    assert violations == [], f"{name}: {violations}"
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=f"{SHOTS}/child-{name}.png")
-    size = page.viewport_size
-    page.set_viewport_size(ZOOM_200)
-    try:
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        assert wide <= ZOOM_200["width"], f"{name}: {wide}px wide at 200% zoom"
-    finally:
-        assert size is not None
-        page.set_viewport_size(size)
-
-
-def text_of(page: Page, selector: str) -> str:
-    return page.text_content(selector) or ""
-
-
-def visible_screen(page: Page) -> str:
-    return str(page.evaluate("document.querySelector('main > section:not([hidden])').id"))
-
-
-def own_states(page: Page) -> list[str]:
-    return list(page.eval_on_selector_all(".m.me", "els => els.map(e => e.dataset.st)"))
-
-
-def transcript(page: Page) -> list[str]:
-    return list(page.eval_on_selector_all("#log li p", "els => els.map(e => e.textContent)"))
 
 
 def start_chat(page: Page, site: ServerProcess, counsellor: Counsellor) -> None:
@@ -240,27 +78,26 @@ def start_chat(page: Page, site: ServerProcess, counsellor: Counsellor) -> None:
     page.wait_for_selector("#v-chat:not([hidden])")
 
 
-def write(page: Page, body: str) -> None:
-    page.fill("#text", body)
-    page.keyboard.press("Enter")
-
-
 # --- the child's story -------------------------------------------------------------------
 
 TEXT = {
-    "sq": {"title": "Përshëndetje!", "nobody": "askush", "ana": "Si je sot?", "me": "Mirë."},
-    "en": {"title": "Hi!", "nobody": "nobody", "ana": "How are you today?", "me": "Fine."},
+    "sq": {"title": "Përshëndetje!", "ana": "Si je sot?", "me": "Mirë."},
+    "en": {"title": "Hi!", "ana": "How are you today?", "me": "Fine."},
 }
 
 
 @pytest.mark.parametrize("lang", ["sq", "en"])
 def test_whole_flow(
-    lang: str, page: Page, site: ServerProcess, counsellor: Callable[[], Counsellor]
+    lang: str, page: Page, site: ServerProcess, counsellor: Callable[..., Counsellor]
 ) -> None:
     text = TEXT[lang]
+    ana = counsellor()
+    ana.go_on_duty()
     page.goto(f"{site.url}/chat?lang={lang}")
     assert page.evaluate("document.documentElement.lang") == lang
     assert text["title"] in text_of(page, "#h-welcome")
+    wait_until(page, "document.getElementById('conn').textContent === ''")
+    assert page.is_hidden("#w-off")  # someone can answer: no warning
     check_screen(page, f"welcome-{lang}")
 
     page.click("#start")
@@ -269,15 +106,17 @@ def test_whole_flow(
     page.click("input[name=topic][value='school']")
     assert page.is_visible("#q-danger")
     check_screen(page, f"questions-{lang}")
-    page.click("#pre button.primary")
 
-    # Nobody on duty: said honestly, with the phone line.
+    # Nobody on duty any more: said honestly, with the phone line.
+    ana.send(type="status", value="break")
+    ana.expect("me", status="break")
+    page.click("#pre button.primary")
     page.wait_for_selector("#off:not([hidden])")
-    assert text["nobody"] in text_of(page, "#off").lower()
+    assert text_of(page, "#off-h") == strings(lang)["off_nobody_online_h"]
     assert page.is_visible("#v-waiting a[href='tel:116111']")
+    assert page.is_visible("#to-message")  # nothing written yet: a message is offered
     check_screen(page, f"waiting-nobody-{lang}")
 
-    ana = counsellor()
     ana.go_on_duty()
     page.wait_for_selector("#off", state="hidden")
     wait_until(page, "document.querySelector('#pos').textContent === strings().wait_next")
@@ -313,6 +152,114 @@ def test_whole_flow(
     page.click("#again")
     assert visible_screen(page) == "v-welcome"
     assert page.evaluate("document.querySelectorAll('#log li').length") == 0
+
+
+@pytest.mark.parametrize("lang", SHOT_LANGS)
+def test_writing_while_waiting_reaches_the_counsellor_once(
+    lang: str, page: Page, site: ServerProcess, counsellor: Callable[..., Counsellor]
+) -> None:
+    text = strings(lang)
+    page.goto(f"{site.url}/chat?lang={lang}")
+    page.wait_for_selector("#w-off:not([hidden])")  # nobody on duty, said before the questions
+    assert text_of(page, "#w-off-h") == text["w_nobody_online_h"]
+    assert text_of(page, "#start") == text["start_anyway"]
+    assert page.is_visible("#w-off a[href='tel:116111']")
+    check_screen(page, f"welcome-nobody-{lang}")
+
+    page.click("#start")
+    page.click("#skip")
+    page.wait_for_selector("#v-waiting #composer")
+    write(page, "A je aty?")
+    write(page, "Kam nevojë të flas me dikë.")
+    wait_until(page, "[...document.querySelectorAll('.m.me')].every(e => e.dataset.st === 'sent')")
+    assert page.is_hidden("#to-message")  # written already: stays a chat
+    check_screen(page, f"waiting-writing-{lang}")
+
+    ana = counsellor()
+    ana.go_on_duty()
+    assigned = ana.take()
+    assert assigned["last_seq"] == 2
+    page.wait_for_selector("#v-chat:not([hidden])")
+    ana.say("Po, jam këtu. Të lexova.")
+    page.wait_for_selector(".m.them")
+    time.sleep(0.5)  # anything doubled would have arrived by now
+    assert ana.from_child() == ["A je aty?", "Kam nevojë të flas me dikë."]
+    assert transcript(page) == [
+        "A je aty?",
+        "Kam nevojë të flas me dikë.",
+        "Po, jam këtu. Të lexova.",
+    ]
+
+    # A code to come back later, from the chat itself.
+    page.click("#get-code")
+    page.wait_for_selector("#v-code:not([hidden])")
+    assert re.fullmatch(r"[a-z]+-[a-z]+-[a-z]+-\d\d", text_of(page, "#code"))
+    assert page.is_hidden("#code-sent")  # nothing was "sent": this is a chat
+    page.click("#code-ok")
+    assert visible_screen(page) == "v-chat"
+
+
+def test_a_waiting_child_can_leave_a_message_instead(
+    page: Page, site: ServerProcess, counsellor: Callable[..., Counsellor]
+) -> None:
+    page.goto(f"{site.url}/chat")
+    page.click("#start")
+    page.click("input[name=topic][value='family']")
+    page.click("#pre button.primary")
+    page.wait_for_selector("#to-message:not([hidden])")  # nobody on duty, nothing written
+    page.click("#to-message")
+    page.wait_for_selector("#v-message:not([hidden])")
+    write(page, "Në shtëpi ka shumë zhurmë.")
+    page.wait_for_selector("#v-code:not([hidden])")
+
+    # One left message in the queue, with the answers; the chat it replaced is gone.
+    ana = counsellor()
+    item = ana.waiting(mode="message")
+    assert item["pre_chat"] == {"topic": "family"}
+    assert len(ana.snapshot["queue"]) == 1
+
+
+@pytest.mark.parametrize("lang", SHOT_LANGS)
+def test_a_transfer_says_who_the_child_is_talking_with(
+    lang: str, page: Page, site: ServerProcess, counsellor: Callable[..., Counsellor]
+) -> None:
+    text = strings(lang)
+    ana, besa = counsellor(), counsellor("besa")
+    page.goto(f"{site.url}/chat?lang={lang}")
+    page.click("#start")
+    page.click("#skip")
+    ana.go_on_duty()
+    ana.take()
+    page.wait_for_selector("#v-chat:not([hidden])")
+    ana.say("Përshëndetje, jam Ana.")
+    page.wait_for_selector(".m.them")
+
+    # Back to the queue: "someone else", not the first-time waiting text.
+    ana.send(type="transfer")
+    page.wait_for_selector("#v-waiting:not([hidden])")
+    assert text_of(page, "#h-waiting") == text["wait_again_title"]
+    assert page.is_visible("#w-again")
+    assert transcript(page) == ["Përshëndetje, jam Ana."]  # the conversation is still there
+    check_screen(page, f"waiting-again-{lang}")
+
+    besa.go_on_duty()
+    besa.take()
+    page.wait_for_selector("#v-chat:not([hidden])")
+    now_with = text["now_with"].replace("{name}", "Besa")
+    page.wait_for_selector(f"#log .local:has-text('{now_with}')")
+    assert "Besa" in text_of(page, "#h-chat")
+
+    # To a colleague directly: the name changes while the chat stays open.
+    ana.go_on_duty()
+    besa.send(type="transfer", to_user_id=ana.id)
+    ana.expect("transfer_offer")
+    ana.send(type="transfer_accept", conversation_id=besa.conversation_id)
+    ana.conversation_id = besa.conversation_id
+    now_with = text["now_with"].replace("{name}", "Ana")
+    page.wait_for_selector(f"#log .local:has-text('{now_with}')")
+    assert "Ana" in text_of(page, "#h-chat")
+    assert visible_screen(page) == "v-chat"
+    check_screen(page, f"chat-transferred-{lang}")
 
 
 def test_language_switch_keeps_the_chat_and_the_history_clean(
@@ -457,3 +404,23 @@ def test_first_screen_reads_before_any_script(browser: Browser, site: ServerProc
         assert page.get_attribute("#exit", "href") == EXIT_URL
     finally:
         context.close()
+
+
+def test_every_string_exists_in_both_languages() -> None:
+    """The page takes every word from the language files: none missing, none in one only."""
+    sq, en = strings("sq"), strings("en")
+    assert sq.keys() == en.keys()
+    assert [k for k in sq if hasattr(dict, k)] == []  # Jinja would find the dict's method
+    web = ROOT / "web_client"
+    used = set(re.findall(r"\bs\.(\w+)", (web / "templates/chat.html").read_text()))
+    script = (web / "static/chat.js").read_text()
+    used |= set(re.findall(r"\bt\('(\w+)'", script))
+    # Keys built at run time: reasons and statuses the server sends.
+    for reason in ("closed", "nobody_online", "busy"):
+        used |= {f"w_{reason}_h", f"w_{reason}", f"off_{reason}_h", f"off_{reason}"}
+    for why in ("child_ended", "counsellor_ended", "inactive", "abandoned", "quick_exit"):
+        used.add(f"ended_{why}")
+    for st in ("sending", "sent", "read", "failed"):
+        used.add(f"st_{st}")
+    missing = sorted(k for k in used if k not in sq)
+    assert missing == [], missing

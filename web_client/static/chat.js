@@ -1,7 +1,7 @@
-// The child's chat page: screens, transcript, composer, quick exit. The server is the
-// source of truth: the page shows what welcome/state/msg say and keeps only the token,
-// the outbox and a few flags in sessionStorage (store.js). A reload replays the whole
-// transcript from the server, so no message text is kept on the device once sent.
+// The child's chat page: screens, transcript, composer, return codes, quick exit. The
+// server is the source of truth: the page shows what welcome/state/msg say and keeps only
+// the token, the outbox and a few flags in sessionStorage (store.js). A reload replays the
+// whole transcript from the server, so no message text is kept on the device once sent.
 import { Link } from './link.js';
 import * as store from './store.js';
 
@@ -15,9 +15,13 @@ const clock = new Intl.DateTimeFormat(lang, {
   minute: '2-digit',
   hourCycle: 'h23',
 });
+const framed = window.top !== window; // inside the helpline site's panel (embed.js)
 
-// sessionStorage: token, outbox [{id, body}], view, pre (start not yet confirmed),
-// danger, talked, bye (end not yet confirmed), fb (feedback frame), fbSent, peerRead.
+// sessionStorage: token, outbox [{id, body}], view, pre (start not yet confirmed), asked
+// (the answers given), mode ('message' for a left message), danger, conv (the server has a
+// conversation for us), talked, again (back in the queue after a counsellor), read (reading
+// an ended chat), code (the return code), back (came back with it), bye (end not yet
+// confirmed), fb (feedback frame), fbSent, peerRead.
 const saved = store.load();
 saved.outbox = Array.isArray(saved.outbox) ? saved.outbox : [];
 let gone = false; // quick exit done: never write storage again
@@ -33,7 +37,9 @@ let readSent = 0; // highest seq we told the server we have seen
 let peerRead = saved.peerRead || 0; // the counsellor has read our messages up to here
 let counsellor = ''; // the counsellor's name, when the server gives one
 let everOpen = false;
-let nobody = false; // no counsellor on duty, as the last state said
+let off = ''; // why nobody can answer soon: closed, nobody_online, busy; '' when someone can
+let trying = ''; // a return code being checked: the next hello carries it
+let codeAsked = false; // a return_code request is on its way
 const mine = new Map(); // client_id -> <li> of our own messages
 const timers = {};
 const log = $('log');
@@ -44,7 +50,8 @@ const link = new Link(wsUrl, saved.outbox, { hello, frame, state: connState, cha
 
 function hello() {
   const h = { type: 'hello', v: 1, lang };
-  if (saved.token) Object.assign(h, { token: saved.token, last_seq: lastSeq });
+  if (trying) h.return_code = trying;
+  else if (saved.token) Object.assign(h, { token: saved.token, last_seq: lastSeq });
   return h;
 }
 
@@ -64,6 +71,8 @@ function frame(m) {
       return read(m.seq);
     case 'ended':
       return ended(m.reason);
+    case 'return_code':
+      return gotCode(m.code);
     case 'error':
       return error(m);
   }
@@ -72,11 +81,15 @@ function frame(m) {
 // --- conversation state -------------------------------------------------------------
 
 function welcome(m) {
-  // The server no longer knows our conversation (purged, or a new token): start afresh.
-  if (
-    (saved.token && m.token !== saved.token) ||
-    (m.status === 'new' && (lastSeq || saved.talked))
-  ) {
+  const back = trying;
+  if (back) {
+    // A return code opened the conversation on this device: it is replayed from seq 1.
+    trying = '';
+    reset();
+    Object.assign(saved, { code: tidy(back), back: true, conv: true });
+    if (m.status === 'ended') saved.read = true; // they came back to read it
+  } else if (saved.conv && (m.token !== saved.token || m.status === 'new')) {
+    // The server no longer knows our conversation (purged, or a quick exit elsewhere).
     reset();
     note(t('err_not_found'));
   }
@@ -84,44 +97,116 @@ function welcome(m) {
   if (!booted) quietUpTo = m.last_seq;
   booted = true;
   persist();
-  state(m);
-  if (status === 'new' && saved.pre) link.send({ type: 'start', pre_chat: saved.pre });
+  availability(m.availability);
+  // Coming back to a waiting or ended conversation: the state or ended frame right after
+  // the replay says which screen (a left message or a chat), so wait for it.
+  state(m, Boolean(back) && m.status !== 'active');
+  if (status === 'new' && saved.pre) link.send(startFrame());
   if (saved.bye && (status === 'queued' || status === 'active')) link.send({ type: 'end' });
   sendFeedback();
   seen();
 }
 
-function state(m) {
+function state(m, hold = false) {
   const before = status;
+  const was = counsellor;
+  const talkedBefore = Boolean(saved.talked);
   status = m.status;
+  if (m.mode) saved.mode = m.mode;
   if (m.counsellor?.name) counsellor = m.counsellor.name;
-  if (typeof m.counsellors_online === 'number') {
-    nobody = m.counsellors_online === 0;
-    $('w-nobody').hidden = !nobody;
-    $('off').hidden = !nobody;
-    $('soon').hidden = nobody;
-    // LEAVE-A-MESSAGE (server flow pending): when the server offers it, show #leave here.
+  if (m.type === 'state') availability(m.availability);
+  if (status !== 'new') {
+    delete saved.pre;
+    saved.conv = true;
   }
-  if (status !== 'new') delete saved.pre;
-  if (status === 'active') saved.talked = true;
+  if (status === 'queued' && (m.reason === 'transferred' || talkedBefore)) saved.again = true;
+  if (status === 'active') {
+    saved.talked = true;
+    delete saved.again;
+  }
   persist();
-  link.sending = status === 'active';
+  link.sending = status === 'queued' || status === 'active';
   link.flush();
   if (status === 'queued') queue(m);
-  $('h-chat').textContent = counsellor ? t('chat_with', { name: counsellor }) : t('chat_with_anon');
-  $('fb').hidden = !saved.talked || Boolean(saved.fb);
-  if (before === 'queued' && status === 'active') {
-    say(counsellor ? t('joined', { name: counsellor }) : t('joined_anon'));
+  // A counsellor arrives (first, after a transfer, or after a return to the queue).
+  const arrived = before === 'queued' || (was && was !== counsellor);
+  if (m.type === 'state' && status === 'active' && arrived) {
+    const name = counsellor;
+    if (talkedBefore) notice(name ? t('now_with', { name }) : t('now_with_anon'));
+    else notice(name ? t('joined', { name }) : t('joined_anon'));
   }
-  let to = { queued: 'waiting', active: 'chat', ended: 'end' }[status];
-  if (status === 'new') to = saved.pre ? 'waiting' : view === 'questions' ? view : 'welcome';
-  if (saved.bye) to = 'end';
-  show(to);
+  paint();
+  if (!hold) go();
+}
+
+// Where the child should be, from the conversation's status and this tab's flags.
+function screen() {
+  if (saved.bye) return 'end';
+  switch (status) {
+    case 'new':
+      if (saved.pre) return saved.mode === 'message' ? 'message' : 'waiting';
+      return view === 'questions' || view === 'back' ? view : 'welcome';
+    case 'queued':
+      return saved.mode === 'message' ? 'message' : 'waiting';
+    case 'active':
+      return 'chat';
+    case 'ended':
+      return saved.read ? 'chat' : 'end';
+  }
+  return view;
+}
+
+// The code screen stays until the child says they have noted the code.
+function go() {
+  if (view !== 'code' || status === 'ended') show(screen());
+}
+
+// Everything on the screens that follows from the state, not from one event.
+function paint() {
+  const ended = status === 'ended';
+  $('composer').hidden = ended;
+  $('over').hidden = !ended;
+  $('tools').hidden = status !== 'active';
+  $('h-chat').textContent = counsellor ? t('chat_with', { name: counsellor }) : t('chat_with_anon');
+  $('h-waiting').textContent = t(saved.again ? 'wait_again_title' : 'wait_title');
+  $('w-again').hidden = !saved.again;
+  for (const d of document.querySelectorAll('.danger')) d.hidden = !saved.danger;
+  $('fb').hidden = !saved.talked || Boolean(saved.fb);
+  const code = Boolean(saved.code);
+  $('m-intro').hidden = code;
+  $('m-after').hidden = !code;
+  $('m-status').hidden = !code;
+  $('m-status').textContent = code ? t(saved.back ? 'm_waiting' : 'm_saved') : '';
+  // Becoming a left message is offered only before the child has written anything.
+  $('to-message').hidden = !off || saved.mode === 'message' || log.childElementCount > 0;
+}
+
+// Can someone answer soon? The welcome says it for a child joining now; queued states say
+// it for the child's own place in the queue.
+function availability(a) {
+  if (!a) return;
+  off = a.open ? '' : a.reason || 'nobody_online';
+  for (const e of document.querySelectorAll('.off-only')) e.hidden = !off;
+  $('off').hidden = !off;
+  $('soon').hidden = Boolean(off);
+  if (off) {
+    $('w-off-h').textContent = t(`w_${off}_h`);
+    $('w-off-p').textContent = t(`w_${off}`);
+    $('off-h').textContent = t(`off_${off}_h`);
+    $('off-p').textContent = t(`off_${off}`);
+  }
+  // Closed: nobody will come, so waiting is not offered; otherwise it is, but second.
+  const start = $('start');
+  start.hidden = off === 'closed';
+  start.className = off ? 'quiet' : 'primary';
+  start.textContent = t(off ? 'start_anyway' : 'start');
+  paint();
 }
 
 function queue(m) {
   const n = m.position;
-  // With nobody online, "you are next" and a wait estimate would promise what we can't keep.
+  // With nobody to answer, "you are next" and a wait estimate would promise what we can't keep.
+  const nobody = off === 'closed' || off === 'nobody_online';
   if (typeof n === 'number')
     $('pos').textContent = n <= 1 && !nobody ? t('wait_next') : t('wait_pos', { n });
   const s = m.estimated_wait_s;
@@ -136,17 +221,22 @@ function queue(m) {
 }
 
 function ended(reason) {
+  const news = status !== 'ended'; // not just the reminder after a resumed hello
   status = 'ended';
   link.sending = false;
   for (const { id } of saved.outbox) mark(mine.get(id), 'failed');
   saved.outbox.length = 0;
   delete saved.bye;
-  persist();
   const why = t(`ended_${reason}`);
-  if (why) $('why').textContent = why;
+  if (why) $('why').textContent = $('over-why').textContent = why;
+  // Someone wrote to the child: let them read it before the end screen.
+  if (news && reason !== 'child_ended' && reason !== 'quick_exit' && log.querySelector('.them'))
+    saved.read = true;
+  persist();
   typing(false);
   stopTyping();
-  show('end');
+  paint();
+  go();
   sendFeedback();
 }
 
@@ -159,6 +249,25 @@ function error(m) {
       link.done(id); // refused for good: it would be refused again
       mark(mine.get(id), 'failed');
     }
+    return note(t(`err_${m.code}`) || t('err_other'));
+  }
+  if (trying && m.in_reply_to === 'hello') {
+    // A wrong code says only that it is wrong; then connect again without it.
+    trying = '';
+    const key =
+      m.code === 'rate_limited'
+        ? 'back_many'
+        : m.code === 'not_found' || m.code === 'bad_request'
+          ? 'back_wrong'
+          : 'err_other';
+    $('back-err').textContent = t(key);
+    $('back-go').disabled = false;
+    $('back-code').focus();
+    link.restart();
+    return;
+  }
+  if (m.in_reply_to === 'return_code') {
+    codeAsked = false;
   } else if ((m.code === 'not_found' || m.code === 'bad_request') && !link.ready) {
     reset(); // our token is unknown or malformed: start afresh
     link.restart();
@@ -166,11 +275,16 @@ function error(m) {
     link.drop(); // hello was refused (busy, briefly unavailable): try again after a backoff
   } else if (m.code === 'conflict') {
     return; // a repeated start: the state that follows says where we are
-  } else if (m.code === 'unavailable' && saved.pre && status === 'new') {
+  } else if (m.in_reply_to === 'start' && saved.pre && status === 'new') {
+    // Not in the queue yet (busy database, or too many new chats from this network):
+    // try again by ourselves; the child keeps the waiting screen.
+    const limited = m.code === 'rate_limited';
+    clearTimeout(timers.start);
     timers.start = setTimeout(
-      () => status === 'new' && link.send({ type: 'start', pre_chat: saved.pre }),
-      5000,
+      () => status === 'new' && link.send(startFrame()),
+      limited ? 30000 : 5000,
     );
+    if (limited) return note(t('err_start_limited'));
   }
   note(t(`err_${m.code}`) || t('err_other'));
 }
@@ -193,18 +307,18 @@ function message(m) {
     if (m.client_id) mine.set(m.client_id, li);
     li.dataset.seq = m.seq;
     mark(li, m.seq <= peerRead ? 'read' : 'sent');
+    committed();
   } else {
     const them = m.from === 'counsellor';
     li = bubble(them ? 'them' : 'sys', m.body, m.at);
     li.dataset.seq = m.seq;
     if (them) typing(false);
-    // A live word from a counsellor means the chat is active, whatever a late queue update said.
-    if (them && m.seq > quietUpTo && status === 'queued') state({ status: 'active' });
     if (m.seq > quietUpTo)
       say(them ? t('new_msg', { name: counsellor || t('them'), body: m.body }) : m.body);
     if (eyes) eyes.observe(li);
   }
   place(li, end || m.from === 'child');
+  paint();
 }
 
 function ack(m) {
@@ -214,6 +328,12 @@ function ack(m) {
   li.dataset.seq = m.seq;
   mark(li, m.seq <= peerRead ? 'read' : 'sent');
   place(li, atEnd());
+  committed();
+}
+
+// A message of ours is stored: a left message now gets its return code.
+function committed() {
+  if (saved.mode === 'message' && !saved.code && status !== 'ended') askCode();
 }
 
 function read(seq) {
@@ -234,6 +354,15 @@ function bubble(kind, body, at) {
   li.append(p, meta);
   if (kind === 'me') meta.append(span('st', ''));
   return li;
+}
+
+// A line from the page itself (not the server's transcript), placed after what is shown.
+function notice(body) {
+  const li = bubble('sys', body);
+  li.classList.add('local');
+  li.dataset.seq = lastSeq + 0.5;
+  place(li, atEnd());
+  say(body);
 }
 
 function span(cls, txt) {
@@ -259,7 +388,9 @@ function place(li, scroll) {
     next = n;
   }
   if (li.nextElementSibling !== next || li.parentNode !== log) log.insertBefore(li, next);
-  if (scroll && view === 'chat') scrollTo(0, document.documentElement.scrollHeight);
+  if (!scroll || log.offsetParent === null) return;
+  if (view === 'chat') scrollTo(0, document.documentElement.scrollHeight);
+  else li.scrollIntoView({ block: 'nearest' });
 }
 
 const atEnd = () => innerHeight + scrollY >= document.documentElement.scrollHeight - 120;
@@ -311,13 +442,82 @@ function seen() {
 }
 document.addEventListener('visibilitychange', seen);
 
+// --- return codes -------------------------------------------------------------------
+
+function askCode() {
+  if (saved.code) return showCode();
+  if (!codeAsked) codeAsked = link.send({ type: 'return_code' });
+}
+
+function gotCode(code) {
+  codeAsked = false;
+  saved.code = code;
+  persist();
+  paint();
+  showCode();
+}
+
+function showCode() {
+  $('code-sent').hidden = saved.mode !== 'message' || Boolean(saved.back);
+  $('copied').textContent = '';
+  show('code');
+}
+
+// Large and easy to copy by hand: lines break only between words, and the number stays
+// with the last word.
+function codeText(code) {
+  const box = $('code');
+  box.textContent = '';
+  const parts = code.split('-');
+  const tail = parts.splice(-2).join('-');
+  for (const part of [...parts.map((w) => `${w}-`), tail]) {
+    if (box.firstChild) box.append(document.createElement('wbr'));
+    box.append(span('', part));
+  }
+}
+
+// The code as the server reads it: any case, spaces or dots for dashes, ë for e.
+const tidy = (code) =>
+  code
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter(Boolean)
+    .join('-');
+
+async function copyCode() {
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(saved.code);
+    ok = true;
+  } catch {
+    // No clipboard API (or not allowed here): select the code and copy the old way.
+    const range = document.createRange();
+    range.selectNodeContents($('code'));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    try {
+      ok = document.execCommand('copy');
+    } catch {
+      ok = false;
+    }
+  }
+  $('copied').textContent = t(ok ? 'copied' : 'copy_failed');
+}
+
 // --- screens ------------------------------------------------------------------------
 
 function show(name, focus = true) {
-  if (view === name) return;
+  if (!name || view === name) return;
   view = saved.view = name;
   persist();
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== `v-${name}`;
+  // One transcript and composer, shown on every screen where the child can write.
+  const slot = $(`v-${name}`).querySelector('.slot');
+  $('talk').hidden = !slot;
+  if (slot && $('talk').parentNode !== slot) slot.append($('talk'));
+  if (name === 'code') codeText(saved.code || '');
   if (focus) $(`h-${name}`).focus({ preventScroll: name === 'chat' });
   if (name === 'chat') {
     scrollTo(0, document.documentElement.scrollHeight);
@@ -363,28 +563,37 @@ function reset() {
   persist();
   status = null;
   booted = false;
+  codeAsked = false;
   lastSeq = readSent = peerRead = 0;
   gapAt = -1;
   counsellor = '';
   mine.clear();
   inView.clear();
   log.textContent = '';
-  for (const f of ['pre', 'fb']) $(f).reset();
-  $('fb').hidden = false;
-  for (const id of ['fb-done', 'why', 'eta']) $(id).textContent = '';
-  for (const id of ['w-danger', 'q-danger']) $(id).hidden = true;
+  for (const f of ['pre', 'fb', 'back-form']) $(f).reset();
+  for (const id of ['fb-done', 'why', 'over-why', 'eta', 'back-err', 'code'])
+    $(id).textContent = '';
+  $('q-danger').hidden = true;
+  $('back-go').disabled = false;
   $('pos').textContent = t('wait_joining');
+  paint();
 }
 
 // --- the child's actions ------------------------------------------------------------
 
+const startFrame = () => ({
+  type: 'start',
+  pre_chat: saved.pre,
+  ...(saved.mode === 'message' && { mode: 'message' }),
+});
+
 function begin(pre) {
-  saved.pre = pre;
+  saved.pre = saved.asked = pre;
   saved.danger = pre.in_danger === true;
   persist();
-  $('w-danger').hidden = !saved.danger;
-  show('waiting');
-  if (status === 'new') link.send({ type: 'start', pre_chat: pre });
+  paint();
+  show(saved.mode === 'message' ? 'message' : 'waiting');
+  if (status === 'new') link.send(startFrame());
 }
 
 function answers() {
@@ -397,7 +606,7 @@ function answers() {
 
 function send() {
   const body = text.value.trim();
-  if (!body || [...body].length > MAX) return;
+  if (!body || [...body].length > MAX || status === 'ended') return;
   stopTyping();
   const at = new Date().toISOString();
   const id = link.queue(body);
@@ -407,6 +616,7 @@ function send() {
   place(li, true);
   text.value = '';
   count();
+  paint();
 }
 
 let wasOver = false;
@@ -427,6 +637,8 @@ function ask(key, then) {
     return;
   }
   $('confirm-q').textContent = t(key);
+  $('confirm-yes').textContent = t(`${key}_yes`) || t('confirm_yes');
+  $('confirm-no').textContent = t(`${key}_no`) || t('confirm_no');
   d.returnValue = '';
   d.onclose = () => d.returnValue === 'yes' && then();
   d.showModal();
@@ -440,6 +652,13 @@ function bye() {
   link.sending = false;
   $('why').textContent = t('ended_child_ended');
   show('end');
+}
+
+// Forget this tab's conversation and go back to the welcome screen with a new socket.
+function afresh() {
+  reset();
+  show('welcome');
+  link.restart();
 }
 
 function sendFeedback() {
@@ -461,6 +680,16 @@ function quickExit(e) {
   } catch {
     // best effort: leaving matters more than telling
   }
+  if (framed) {
+    // In the helpline site's panel: leave the whole site, not just the panel.
+    try {
+      parent.postMessage({ alo116: 'exit', url: exitUrl }, '*');
+      top.location.replace(exitUrl);
+      return;
+    } catch {
+      // not allowed to move the top page: embed.js does it on our message
+    }
+  }
   location.replace(exitUrl);
 }
 
@@ -477,7 +706,29 @@ $('lang').addEventListener('click', (e) => {
   location.replace(e.currentTarget.href);
 });
 
-$('start').addEventListener('click', () => show('questions'));
+$('start').addEventListener('click', () => {
+  delete saved.mode;
+  show('questions');
+});
+$('leave').addEventListener('click', () => {
+  saved.mode = 'message';
+  persist();
+  show('questions');
+});
+$('have-code').addEventListener('click', () => show('back'));
+$('back-cancel').addEventListener('click', () => show('welcome'));
+$('back-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const code = $('back-code').value.trim();
+  if ([...tidy(code)].length < 4) {
+    $('back-err').textContent = t(code ? 'back_wrong' : 'back_empty');
+    return;
+  }
+  $('back-err').textContent = '';
+  $('back-go').disabled = true;
+  trying = code;
+  link.restart();
+});
 $('pre').addEventListener(
   'change',
   () => ($('q-danger').hidden = $('pre').elements.in_danger.value !== '1'),
@@ -488,7 +739,33 @@ $('pre').addEventListener('submit', (e) => {
 });
 $('skip').addEventListener('click', () => begin({}));
 $('leave-queue').addEventListener('click', () => ask('confirm_leave', bye));
+$('to-message').addEventListener('click', () => {
+  // Nothing written yet: leave the queue and leave a message instead, same answers.
+  const pre = saved.asked || {};
+  link.send({ type: 'end' });
+  reset();
+  Object.assign(saved, { mode: 'message', pre, asked: pre, danger: pre.in_danger === true });
+  persist();
+  paint();
+  show('message');
+  link.restart();
+});
 $('end').addEventListener('click', () => ask('confirm_end', bye));
+$('get-code').addEventListener('click', askCode);
+$('m-code').addEventListener('click', askCode);
+$('m-done').addEventListener('click', () =>
+  ask('confirm_done', () => {
+    afresh();
+    note(t('m_bye'));
+  }),
+);
+$('code-ok').addEventListener('click', () => show(screen()));
+$('copy').addEventListener('click', copyCode);
+$('over-ok').addEventListener('click', () => {
+  delete saved.read;
+  persist();
+  show('end');
+});
 $('composer').addEventListener('submit', (e) => {
   e.preventDefault();
   send();
@@ -518,11 +795,7 @@ $('fb').addEventListener('submit', (e) => {
   e.target.hidden = true;
   $('fb-done').textContent = t('fb_thanks');
 });
-$('again').addEventListener('click', () => {
-  reset();
-  show('welcome');
-  link.restart();
-});
+$('again').addEventListener('click', afresh);
 
 // --- start: put back what this tab already had, then connect -------------------------
 
@@ -532,11 +805,8 @@ for (const { id, body } of saved.outbox) {
   mark(li, 'sending');
   place(li);
 }
-$('w-danger').hidden = !saved.danger;
-if (saved.fb) {
-  $('fb').hidden = true;
-  $('fb-done').textContent = t('fb_thanks');
-}
+if (saved.fb) $('fb-done').textContent = t('fb_thanks');
+paint();
 show((saved.token && saved.view) || 'welcome', false);
 count();
 link.connect();
