@@ -18,7 +18,7 @@ from chat_server.metrics import metrics_endpoint
 from chat_server.runtime import services_of, start_services, stop_services
 from chat_server.security_headers import SecurityHeaders
 from chat_server.settings import Settings
-from counsellor_console import casework, floor_routes
+from counsellor_console import casework, floor_routes, library_routes
 from counsellor_console import routes as console_routes
 
 
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, sweeps: bool = True) -> Starlette:
         *child_page.routes(settings),
         *console_routes.routes(settings),
         *casework.routes(settings),
+        *library_routes.routes(settings),
         *floor_routes.routes(settings),
     ]
     return Starlette(

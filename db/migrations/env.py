@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import db.casework  # noqa: F401
+import db.library as _library_tables  # noqa: F401
 from db import models
 from db.engine import create_engine
 

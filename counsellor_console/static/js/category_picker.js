@@ -13,6 +13,8 @@ export class CategoryPicker {
     this.list = byId("cat-listbox");
     this.chosenBox = byId("cat-chosen");
     this.count = byId("cat-count");
+    this.emptyNote = byId("cat-empty");
+    this.field = this.input.closest(".cat-field");
     this.tax = null;
     this.codes = [];
     this.options = []; // the option elements shown, in order
@@ -35,11 +37,16 @@ export class CategoryPicker {
     this.tax = tax;
   }
 
-  /** Show these codes as chosen (a record loaded, or another chat opened). */
-  set(codes, disabled) {
+  /** Show these codes as chosen (a record loaded, or another chat opened: `reset`). */
+  set(codes, disabled, reset = false) {
     this.codes = [...(codes || [])];
     this.disabled = disabled;
     this.input.disabled = disabled;
+    this.field.classList.toggle("locked", disabled);
+    if (reset) {
+      this.input.value = "";
+      this.close();
+    }
     this.renderChips();
     if (!this.list.hidden) this.renderList();
   }
@@ -49,8 +56,12 @@ export class CategoryPicker {
     const at = this.codes.indexOf(code);
     if (at >= 0) this.codes.splice(at, 1);
     else this.codes.push(code);
+    // Chosen: the search starts afresh for the next one, the whole list in view.
+    this.input.value = "";
     this.renderChips();
     this.renderList();
+    const again = this.options.findIndex((o) => o.dataset.code === code);
+    if (again >= 0) this.move(again);
     this.onChange([...this.codes]);
   }
 
@@ -104,6 +115,7 @@ export class CategoryPicker {
   renderChips() {
     clear(this.chosenBox);
     this.count.textContent = this.codes.length ? t("record_categories_count", { n: this.codes.length }) : "";
+    this.emptyNote.hidden = !(this.disabled && this.codes.length === 0);
     for (const code of this.codes) {
       const name = categoryLabel(this.tax, code);
       this.chosenBox.append(

@@ -50,6 +50,7 @@ export class Composer {
     const closed = !chat || chat.ended;
     this.input.disabled = closed;
     this.sendBtn.disabled = closed;
+    for (const id of ["open-canned", "open-resources"]) document.getElementById(id).disabled = closed;
     this.input.placeholder = closed ? t("composer_closed") : t("composer_placeholder");
   }
 

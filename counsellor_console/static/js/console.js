@@ -185,8 +185,7 @@ store.addEventListener("notify", (e) => {
 store.addEventListener("refused", (e) => {
   const d = e.detail;
   // The end and transfer dialogs answer their own refusals while they wait for them.
-  if (d.context === "end" && endDialog.waiting) return;
-  if (d.context === "transfer" && transferDialog.waiting) return;
+  if (d.handled) return;
   if (d.context === "transfer_accept") {
     if (d.reason === "at_capacity") say(t("offer_refused_capacity"));
     else say(t("offer_refused_gone"));

@@ -24,6 +24,13 @@ export class EndDialog {
       e.preventDefault();
       this.submit();
     });
+    // Ctrl+Enter confirms from anywhere in the dialog (Enter in a text box is a new line).
+    this.form.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
     this.type.addEventListener("change", () => {
       if (this.chatId) this.records.edit(this.chatId, { contact_type: this.type.value || null }, { now: true });
       this.showError("");
@@ -35,7 +42,10 @@ export class EndDialog {
     });
     store.addEventListener("refused", (e) => {
       const d = e.detail;
-      if (d.context === "end" && this.waiting && d.id === this.waiting.id) this.refused(d);
+      if (d.context === "end" && this.waiting && d.id === this.waiting.id) {
+        d.handled = true;
+        this.refused(d);
+      }
     });
     store.addEventListener("change", (e) => {
       const { what, id } = e.detail;

@@ -20,6 +20,9 @@ export const handlers = {
       if (!present.has(chat.id) && !chat.ended) this.markEnded(chat, "gone");
     }
     this.ready = true;
+    // An offer whose chat is mine by now was accepted (in another tab, say).
+    for (const id of present) this.offers.delete(id);
+    this.persistOffers();
     for (const id of present) {
       const chat = this.chats.get(id);
       this.resume(chat, true);

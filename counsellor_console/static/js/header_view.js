@@ -36,6 +36,7 @@ export class HeaderView {
   renderMute() {
     // One name ("Sound"), its state as pressed or not: read out as a toggle.
     this.mute.setAttribute("aria-pressed", String(!this.notifier.muted));
+    this.mute.querySelector(".state").textContent = this.notifier.muted ? t("sound_state_off") : t("sound_state_on");
     this.mute.title = t("sound_toggle_hint");
   }
 

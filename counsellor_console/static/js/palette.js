@@ -60,7 +60,10 @@ export class Palette {
   async load() {
     const answer = await api.get("/api/library");
     if (!answer.ok) {
-      if (!this.loaded) this.status.textContent = t("palette_load_failed");
+      if (!this.loaded) {
+        this.status.textContent = t("palette_load_failed");
+        setTimeout(() => this.load(), 10000);
+      }
       return;
     }
     this.items = { canned: answer.data.canned, resources: answer.data.resources };

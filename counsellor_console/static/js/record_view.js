@@ -43,13 +43,20 @@ export class RecordView {
     });
     store.addEventListener("suggest-risk", (e) => this.raiseRisk(e.detail.level, true));
 
-    loadTaxonomy().then((tax) => {
-      if (!tax) return;
-      this.tax = tax;
-      this.picker.setTaxonomy(tax);
-      this.buildOptions(tax);
-      this.fill(true);
-    });
+    this.loadTaxonomy();
+  }
+
+  /** The code lists, once; asked again every few seconds until the server answers. */
+  async loadTaxonomy() {
+    const tax = await loadTaxonomy();
+    if (!tax) {
+      setTimeout(() => this.loadTaxonomy(), 5000);
+      return;
+    }
+    this.tax = tax;
+    this.picker.setTaxonomy(tax);
+    this.buildOptions(tax);
+    this.fill(true);
   }
 
   buildOptions(tax) {
@@ -186,7 +193,7 @@ export class RecordView {
       box.checked = actions.has(box.value);
       box.disabled = locked;
     }
-    this.picker.set(ready ? v("categories") : [], locked);
+    this.picker.set(ready ? v("categories") : [], locked, all);
     const danger = Boolean(chat && chat.preChat && chat.preChat.in_danger);
     this.riskHint.hidden = !ready || final || !danger || URGENT_RISKS.includes(risk);
     this.contactType.setAttribute("aria-invalid", String(Boolean(e.error && e.error.field === "contact_type")));

@@ -83,7 +83,7 @@ export class Store extends EventTarget {
     this.offers = new Map(
       (storage.load("offers", []) || [])
         .filter((o) => Date.now() - o.receivedAt < OFFER_KEEP_MS)
-        .map((o) => [o.conversation_id, o]),
+        .map((o) => [o.conversation_id, { ...o, answering: undefined }]),
     );
     setInterval(() => this.resendStale(), 2000);
     setInterval(() => this.expireOffers(), 5000);

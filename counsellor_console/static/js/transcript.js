@@ -84,20 +84,42 @@ export class Transcript {
     // Only high and imminent words suggest a level; low ones are highlighted and named.
     if (level !== "low") {
       const suggest = () => this.store.dispatchEvent(new CustomEvent("suggest-risk", { detail: { level } }));
+      note.dataset.level = level;
       note.append(
         " ",
         h("button", {
-          class: "link-btn",
+          class: "link-btn risk-raise",
           text: t("risk_suggest", { level: label("risk", level) }),
           attrs: { type: "button" },
           on: { click: suggest },
         }),
+        h("span", { class: "risk-set", hidden: true }),
       );
     }
     item.append(note);
   }
 
+  /** One click raises the risk; once the chat is at that level (or closed), it just says so. */
+  updateRiskNote(node, chat) {
+    const note = node.querySelector(".risk-note[data-level]");
+    if (!note) return;
+    const order = ["none", "low", "high", "imminent"];
+    const reached = order.indexOf(chat.risk || "none") >= order.indexOf(note.dataset.level);
+    const button = note.querySelector(".risk-raise");
+    const done = reached || chat.ended;
+    if (button.hidden !== done) {
+      const hadFocus = document.activeElement === button;
+      button.hidden = done;
+      if (hadFocus) byId("composer").focus();
+    }
+    const set = note.querySelector(".risk-set");
+    set.hidden = !reached;
+    const text = reached ? t("risk_is_set", { level: label("risk", chat.risk) }) : "";
+    if (set.textContent !== text) set.textContent = text;
+  }
+
   update(node, m, chat) {
+    if (m.risk) this.updateRiskNote(node, chat);
     const time = node.querySelector(".time");
     const timeText = m.at ? clock(m.at) : "";
     if (time.textContent !== timeText) time.textContent = timeText;

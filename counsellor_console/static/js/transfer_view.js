@@ -29,6 +29,13 @@ export class TransferDialog {
       e.preventDefault();
       this.submit();
     });
+    // Ctrl+Enter confirms from anywhere in the dialog (Enter in a text box is a new line).
+    this.form.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
     this.dialog.addEventListener("close", () => {
       if (this.waiting) clearTimeout(this.waiting.timer);
       this.waiting = null;
@@ -37,7 +44,10 @@ export class TransferDialog {
     });
     store.addEventListener("refused", (e) => {
       const d = e.detail;
-      if (d.context === "transfer" && this.waiting && d.id === this.waiting.id) this.refused(d);
+      if (d.context === "transfer" && this.waiting && d.id === this.waiting.id) {
+        d.handled = true;
+        this.refused(d);
+      }
     });
     store.addEventListener("change", (e) => {
       const { what, id } = e.detail;
