@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from chat_server import child_page, child_socket, staff_socket
+from chat_server import child_page, child_socket, log_privacy, staff_socket
 from chat_server.metrics import metrics_endpoint
 from chat_server.runtime import services_of, start_services, stop_services
 from chat_server.security_headers import SecurityHeaders
@@ -27,6 +27,7 @@ def create_app(settings: Settings, *, sweeps: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        log_privacy.install()
         services = await start_services(settings, sweeps=sweeps)
         staff_socket.install_hooks(services)
         try:

@@ -64,6 +64,8 @@ class ChildSession:
                 raise Refused(
                     "forbidden", "new chats from here are paused for a while", reason="blocked"
                 )
+            if not self.services.limits.new_chats.allow(self.address):
+                raise Refused("rate_limited", "too many new chats from here; wait a few minutes")
             conversation = await conversations.start(
                 self.token, lang=self.lang, pre_chat=message.pre_chat, mode=message.mode
             )

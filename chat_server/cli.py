@@ -1,4 +1,4 @@
-"""The `alo116` command: serve, migrate, create-user, demo."""
+"""The `alo116` command: serve, migrate, create-user, purge, demo."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from chat_server import accounts, audit_log, directory_io, taxonomy
+from chat_server import accounts, audit_log, directory_io, library, taxonomy
 from chat_server.errors import Refused
 from chat_server.settings import InsecureSettings, Settings
 from db.engine import create_engine, session_factory
@@ -44,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--name", help="the name shown to children and colleagues")
     create.add_argument("--max-chats", type=int, default=3)
 
+    purge = commands.add_parser(
+        "purge", help="remove what retention says must go (docs/security.md); daily by itself"
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="only count what would be removed; change nothing"
+    )
+
     audit = commands.add_parser("audit", help="read the audit log (the reading is audited too)")
     audit.add_argument("--since", help="a day (YYYY-MM-DD, helpline time) or an ISO time")
     audit.add_argument("--until", help="the same; a day includes the whole day")
@@ -71,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             password = _read_password()
             asyncio.run(_create_user(settings, args, password))
             print(f"created {args.role} {args.username!r}")
+        elif args.command == "purge":
+            counts = asyncio.run(_purge(settings, dry_run=args.dry_run))
+            _print_purge(counts, dry_run=args.dry_run)
         elif args.command == "audit":
             print(asyncio.run(_audit(settings, args)))
         elif args.command == "demo":
@@ -139,8 +149,9 @@ async def _demo_accounts(settings: Settings) -> dict[str, str]:
                 db, username=username, password=password, role=role, display_name=name
             )
             passwords[username] = password
-        # Example referral services, clearly marked as examples to verify.
+        # Example referral services and library items, clearly marked as examples to verify.
         await directory_io.load_examples(db, await taxonomy.load(db), None)
+        await library.load_examples(db, None)
     finally:
         await engine.dispose()
     return passwords
@@ -155,6 +166,24 @@ def _print_demo(settings: Settings, host: str, port: int, passwords: dict[str, s
     for username, _name, role in DEMO_ACCOUNTS:
         print(f"    {role:<11} {username:<8} {passwords[username]}")
     print(flush=True)
+
+
+async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
+    from chat_server import retention
+
+    engine = create_engine(settings.database_url)
+    try:
+        db = session_factory(engine)
+        counts = await (retention.plan if dry_run else retention.purge)(db, settings)
+        return counts.as_dict()
+    finally:
+        await engine.dispose()
+
+
+def _print_purge(counts: dict[str, int], *, dry_run: bool) -> None:
+    print("would remove (dry run, nothing changed):" if dry_run else "removed:")
+    for name, count in counts.items():
+        print(f"  {name:<18} {count}")
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> str:

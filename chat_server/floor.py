@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import accounts, alerts, protocol, switchboard
+from chat_server import accounts, alerts, protocol, retention, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations
@@ -241,6 +241,8 @@ class Floor:
                 await self.sweep()
                 await self.supervision.sweep_alerts()
                 await self.transfers.expire(self.settings.transfer_offer_timeout_s)
+                # Returns at once unless a day has passed since the last purge.
+                await retention.sweep(self.db, self.settings)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -17,6 +17,7 @@ from chat_server.conversations import Conversations
 from chat_server.floor import Floor
 from chat_server.hub import Hub
 from chat_server.metrics import Metrics
+from chat_server.ratelimit import Limits
 from chat_server.return_codes import GuessLimiter
 from chat_server.risk_terms import DEFAULT_TERMS, RiskTerms
 from chat_server.settings import Settings
@@ -38,6 +39,9 @@ class Services:
     metrics: Metrics
     # Wrong return codes per address: this node's memory only, never stored.
     guesses: GuessLimiter
+    # In-memory rate limits of this node (new chats per address, staff API writes,
+    # failed logins per address); addresses are never stored.
+    limits: Limits
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def check_broker(self) -> None:
@@ -73,7 +77,17 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     )
     metrics = Metrics(engine=engine, db=db, broker=hub.broker)
     services = Services(
-        settings, engine, db, hub, conversations, floor, transfers, supervision, metrics, guesses
+        settings,
+        engine,
+        db,
+        hub,
+        conversations,
+        floor,
+        transfers,
+        supervision,
+        metrics,
+        guesses,
+        limits=Limits.of(settings),
     )
     if sweeps:
         services.tasks.append(asyncio.create_task(floor.run_sweeps(), name="sweeps"))

@@ -64,8 +64,38 @@ class Settings(BaseSettings):
     # A transfer offered to a colleague lapses if not answered in this time.
     transfer_offer_timeout_s: float = 120.0
 
+    # Staff sessions (docs/security.md). An open console counts as use of its session.
     session_lifetime_s: int = 12 * 3600
     session_idle_s: int = 2 * 3600
+    # How often an open staff socket re-checks its session (it also closes at once when
+    # the session is revoked).
+    session_check_interval_s: float = 30.0
+    # Password right, second factor due: that half session lives this long.
+    second_factor_timeout_s: int = 300
+    # Two-step login (TOTP) for supervisors and admins. Unset: required, except in demo
+    # mode; true or false: as said.
+    two_factor_required: bool | None = None
+    # Failed logins per username (known or not): free tries, then a delay doubling each
+    # time up to the maximum, then a lock.
+    login_delay_after: int = 3
+    login_max_delay_s: int = 60
+    login_lock_after: int = 10
+    login_lock_s: int = 900
+    # Failed logins per address, in memory only.
+    login_address_failures: int = 30
+    login_address_window_s: float = 600.0
+    # New conversations per address, in memory only. Generous: many children share an
+    # address behind a school's or a mobile operator's NAT.
+    new_chats_per_address: int = 20
+    new_chats_window_s: float = 600.0
+    # JSON API writes per staff member.
+    staff_writes_per_minute: float = 120.0
+    staff_write_burst: int = 60
+
+    # Retention (chat_server/retention.py): transcripts of chats not linked to a case,
+    # and closed cases.
+    transcript_retention_days: int = 30
+    closed_case_retention_years: int = 5
 
     # When children can expect a live answer. Empty: always (the helpline is 24/7).
     # Otherwise daily ranges in the helpline's time zone, e.g. "08:00-13:00,14:00-22:00".
@@ -125,6 +155,12 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
+
+    @property
+    def two_factor_enforced(self) -> bool:
+        if self.two_factor_required is not None:
+            return self.two_factor_required
+        return not self.demo
 
     def check_production_ready(self) -> None:
         if self.demo:

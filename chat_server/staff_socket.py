@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chat_server import accounts, alerts, protocol, records
+from chat_server import accounts, alerts, protocol, records, taxonomy
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.connection import Connection
@@ -24,7 +24,7 @@ from chat_server.sockets import (
     serve,
 )
 from chat_server.switchboard import TokenBucket
-from db.models import Block
+from db.models import Block, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,13 @@ class StaffSession:
         so the snapshot is the first frame and nothing published meanwhile is lost.
         Supervisors also follow the alerts and get the live floor."""
         hub = self.services.hub
+        # Present from the first moment, not from the first heartbeat: a chat taken before
+        # it must not look like the chat of a counsellor who vanished.
+        await accounts.touch(self.services.db, {self.staff.id}, utcnow())
         await hub.join(self.connection, user_channel(self.staff.id))
+        if self.staff.session_id is not None:
+            # The session's end (logout, password change...) closes this socket.
+            await hub.join(self.connection, accounts.session_channel(self.staff.session_id))
         for conversation in await self.services.conversations.chats_of(self.staff.id):
             await hub.join(self.connection, conv_channel(conversation.id))
         if self.staff.supervises:
@@ -108,6 +114,23 @@ class StaffSession:
             await self._end(message)
         elif isinstance(message, protocol.Risk):
             await conversations.apply_risk(message.conversation_id, message.level, staff=staff)
+        elif isinstance(message, protocol.Tag):
+            # The chat's categories, into its contact record (unknown codes are refused).
+            db = self.services.db
+            record, _risk = await records.update_for_conversation(
+                db,
+                await taxonomy.load(db),
+                message.conversation_id,
+                staff,
+                {"categories": list(message.categories)},
+            )
+            self.connection.push(
+                {
+                    "type": "tagged",
+                    "conversation_id": str(message.conversation_id),
+                    "categories": record.categories,
+                }
+            )
         elif isinstance(message, protocol.Transfer):
             await self.services.transfers.offer(
                 staff, message.conversation_id, message.to_user_id, message.note
@@ -199,6 +222,9 @@ def _follow_assignments(services: Services) -> Callable[[Connection, str, Event]
         if connection.kind != "staff":
             return
         kind = event["type"]
+        if kind == accounts.SESSION_ENDED and channel.startswith("session:"):
+            connection._abort(CLOSE_UNAUTHENTICATED, "your session has ended; log in again")
+            return
         if kind == "assigned" and channel.startswith("user:"):
             cid = uuid.UUID(event["conversation_id"])
             asyncio.get_running_loop().create_task(_join_and_replay(services, connection, cid))
@@ -248,6 +274,17 @@ async def staff_socket(websocket: WebSocket) -> None:
         user_id=staff.id,
     )
     session = StaffSession(services, connection, staff)
+    watch: asyncio.Task[None] | None = None
+    if staff.session_id is not None:
+        # Keeps the session in use while the console is open; closes it if it ends.
+        watch = asyncio.create_task(
+            accounts.watch_session(
+                services.db,
+                settings,
+                staff.session_id,
+                lambda: connection._abort(CLOSE_UNAUTHENTICATED, "your session has ended"),
+            )
+        )
     with services.metrics.connection("staff"):
         try:
             await session.open()
@@ -261,6 +298,8 @@ async def staff_socket(websocket: WebSocket) -> None:
         except WebSocketDisconnect:
             pass
         finally:
+            if watch is not None:
+                watch.cancel()
             await services.hub.leave_all(connection)
             await connection.stop()
 

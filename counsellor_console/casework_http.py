@@ -3,7 +3,7 @@ well formed; and how a refusal becomes an answer (JSON for the API, a page for f
 
 from __future__ import annotations
 
-import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chat_server import accounts, audit, csrf
+from chat_server import accounts, audit, csrf, json_api
 from chat_server.accounts import SESSION_COOKIE, StaffIdentity
 from chat_server.errors import Refused
 from chat_server.runtime import Services, origin_allowed, services_of
@@ -98,7 +98,7 @@ def api(
         if staff.role not in roles:
             return error(403, "forbidden", f"this needs the role {' or '.join(roles)}")
         try:
-            body = await read_json(request, limit) if request.method != "GET" else None
+            body = await read_json(request, limit, staff.id) if request.method != "GET" else None
             response = await handler(Call(request, services, staff, body))
         except Stop as stop:
             return stop.response
@@ -112,20 +112,13 @@ def api(
     return endpoint
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """A cross-site form cannot send application/json, and a browser's Origin must be ours."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise Stop(error(415, "bad_request", "send Content-Type: application/json"))
-    if not origin_allowed(request, services_of(request)):
-        raise Stop(error(403, "forbidden", "requests from that origin are not accepted"))
-    raw = await _body(request, limit)
-    if not raw:
-        return {}
+async def read_json(request: Request, limit: int, staff_id: uuid.UUID | None = None) -> Any:
+    """The shared check of every JSON write (chat_server/json_api.py): JSON content
+    type, our origin, a bounded body, the staff member's budget of writes."""
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise Stop(error(400, "bad_request", "the body is not valid JSON")) from None
+        return await json_api.read_write(request, limit=limit, staff_id=staff_id)
+    except json_api.Rejected as rejected:
+        raise Stop(rejected.response) from None
 
 
 async def read_form(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:

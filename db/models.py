@@ -48,6 +48,17 @@ class StaffUser(SQLModel, table=True):
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # When the password was last set (a change revokes every other session).
+    password_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deactivated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # TOTP: the shared secret, encrypted with a key derived from the secret key, so a
+    # database dump alone cannot make codes; never logged.
+    totp_secret: str | None = Field(default=None, max_length=255)
+    # A secret offered during set-up, until a first code proves the app holds it.
+    totp_pending_secret: str | None = Field(default=None, max_length=255)
+    totp_enabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The last 30-second step a code was accepted for: each code works once.
+    totp_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class StaffSession(SQLModel, table=True):
@@ -61,6 +72,36 @@ class StaffSession(SQLModel, table=True):
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The password was right but the second factor is still due: such a session opens
+    # nothing but the second step, and lives only minutes.
+    pending_second_factor: bool = Field(default=False)
+
+
+class StaffRecoveryCode(SQLModel, table=True):
+    """One-time codes for a staff member who lost their authenticator; only keyed hashes."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="staff_users.id", index=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per username, known or not, so both are throttled alike.
+
+    The key is a keyed hash of the normalised name: a mistyped password in the username
+    field is never stored. Rows of names left alone for a day are swept away.
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=64)
+    failures: int = Field(default=0)
+    last_failure_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Conversation(SQLModel, table=True):
@@ -113,6 +154,9 @@ class Conversation(SQLModel, table=True):
     quick_exit_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     feedback_rating: int | None = Field(default=None)
     feedback_helped: bool | None = Field(default=None)
+    # When retention removed the transcript (chat_server/retention.py); the row stays,
+    # without anything that identifies the child, so the report figures stay too.
+    transcript_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Message(SQLModel, table=True):

@@ -108,6 +108,7 @@ async def connect_staff(ws_url: str, cookie: str) -> Client:
     connection = await websockets.connect(
         f"{ws_url}/ws/staff",
         compression=None,
+        max_queue=None,
         additional_headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
     )
     return Client(connection)

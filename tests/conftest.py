@@ -42,7 +42,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
     "ALO116_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("messages", "audit_events", "staff_sessions", "conversations", "staff_users")
+TABLES = (
+    "messages",
+    "audit_events",
+    "staff_sessions",
+    "conversations",
+    "staff_users",
+    "login_throttle",
+)
 # Every table; TRUNCATE ... CASCADE empties those that refer to these too.
 PASSWORD = "correct horse battery"
 
@@ -367,6 +374,11 @@ def server_process(database_url: str, **env: str) -> ServerProcess:
         "ALO116_SECRET_KEY": "test-secret-" + secrets.token_hex(24),
         "ALO116_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "ALO116_LOG_LEVEL": "warning",
+        # Outside demo mode two-step login is required for supervisors and admins; the
+        # browser tests log them in with a password (two-step login has its own tests).
+        "ALO116_TWO_FACTOR_REQUIRED": "false",
+        # One browser site serves a whole module of chats from 127.0.0.1.
+        "ALO116_NEW_CHATS_PER_ADDRESS": "100000",
         **env,
     }
     return ServerProcess(f"http://127.0.0.1:{port}", environment, port)

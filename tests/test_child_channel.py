@@ -101,6 +101,7 @@ async def test_quick_exit_takes_a_waiting_child_out_of_the_queue(live: LiveServe
     counsellor = await live.counsellor(max_chats=1)
     busy = await live.child()
     await busy.send(type="start")
+    await busy.expect("state")
     await counsellor.send(type="take")
     await counsellor.expect("assigned")
     child = await live.child()

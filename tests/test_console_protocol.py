@@ -169,3 +169,17 @@ async def test_ending_with_a_closing_message_stores_it_before_the_end(live: Live
     await child.expect("ended", reason="counsellor_ended")
     kinds = [f["type"] for f in child.seen if f["type"] in ("msg", "ended")]
     assert kinds == ["msg", "ended"]
+
+
+async def test_tags_go_into_the_contact_record_and_unknown_codes_are_refused(
+    live: LiveServer,
+) -> None:
+    _child, staff, cid = await _chat(live)
+    await staff.send(type="tag", conversation_id=cid, categories=["violence.bullying"])
+    tagged = await staff.expect("tagged", conversation_id=cid)
+    assert tagged["categories"] == ["violence.bullying"]
+    assert (await live.record_of(staff, cid))["categories"] == ["violence.bullying"]
+    await staff.send(type="tag", conversation_id=cid, categories=["not.a.category"])
+    refusal = await staff.expect("error", in_reply_to="tag")
+    assert refusal["code"] == "bad_request" and refusal["field"] == "categories"
+    assert (await live.record_of(staff, cid))["categories"] == ["violence.bullying"]
