@@ -24,12 +24,8 @@ def upgrade() -> None:
             sa.Column("mode", sa.String(length=16), nullable=False, server_default="chat")
         )
         batch_op.add_column(sa.Column("return_code_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(
-            sa.Column("quick_exit_at", sa.DateTime(timezone=True), nullable=True)
-        )
-        batch_op.create_unique_constraint(
-            "uq_conversations_return_code_hash", ["return_code_hash"]
-        )
+        batch_op.add_column(sa.Column("quick_exit_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_unique_constraint("uq_conversations_return_code_hash", ["return_code_hash"])
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.alter_column("mode", server_default=None)
 
