@@ -9,11 +9,12 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from chat_server import accounts, audit_log, directory_io, library, taxonomy
+from chat_server import accounts, audit_log, directory_io, library, logs, taxonomy
 from chat_server.errors import Refused
 from chat_server.settings import InsecureSettings, Settings
 from db.engine import create_engine, session_factory
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = Settings()
         if args.command == "serve":
             settings.check_production_ready()
-            serve_app(settings, args.host, args.port)
+            serve_app(settings, args.host, args.port, _log_config(settings.log_format))
         elif args.command == "migrate":
             upgrade(settings.database_url)
             print(f"migrated {_redacted(settings.database_url)}")
@@ -84,17 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "audit":
             print(asyncio.run(_audit(settings, args)))
         elif args.command == "demo":
+            # A person reads the demo at a terminal: text, unless ALO116_LOG_FORMAT says.
+            given = "log_format" in settings.model_fields_set
+            log_config = _log_config(settings.log_format if given else "text")
             upgrade(settings.database_url)
             passwords = asyncio.run(_demo_accounts(settings))
             _print_demo(settings, args.host, args.port, passwords)
-            serve_app(settings, args.host, args.port)
+            serve_app(settings, args.host, args.port, log_config)
     except (InsecureSettings, Refused) as exc:
         print(f"alo116: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def serve_app(settings: Settings, host: str, port: int) -> None:
+def serve_app(settings: Settings, host: str, port: int, log_config: dict[str, Any]) -> None:
     from chat_server.app import create_app
 
     uvicorn.run(
@@ -109,8 +113,17 @@ def serve_app(settings: Settings, host: str, port: int) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
-        log_level=os.environ.get("ALO116_LOG_LEVEL", "info"),
+        # Every logger, uvicorn's included, in one format on stderr (chat_server/logs.py);
+        # log_privacy.install() then holds back addresses and statements at startup.
+        log_config=log_config,
     )
+
+
+def _log_config(log_format: logs.LogFormat) -> dict[str, Any]:
+    try:
+        return logs.logging_config(log_format, os.environ.get("ALO116_LOG_LEVEL", "info"))
+    except ValueError as exc:
+        raise Refused("bad_request", str(exc)) from None
 
 
 def _read_password() -> str:

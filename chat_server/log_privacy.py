@@ -1,12 +1,13 @@
 """Logs never carry a child's address, a message's text or a token.
 
-Our own code logs none of them. Two libraries would, and are held back here:
+Our own code logs none of them. Some libraries would, and are held back here:
 
 - uvicorn logs every WebSocket handshake with the client's address and port
   (`'203.0.113.7:51234 - "WebSocket /ws/child" [accepted]'`) at INFO, even with the
   access log off: the address argument is replaced by "-".
-- aiosqlite logs each statement with its parameters (message bodies) at DEBUG: its
-  logger is kept at INFO, whatever the root level.
+- aiosqlite logs each statement with its parameters (message bodies) at DEBUG, and the
+  websockets protocol under uvicorn logs each frame (bodies, tokens, return codes) at
+  DEBUG on uvicorn.error: these loggers are kept at INFO, whatever the root level.
 
 SQLAlchemy logs statements only when asked (echo) and the engines hide parameters in
 errors and logs (`hide_parameters=True`, db/engine.py).
@@ -33,6 +34,8 @@ class RedactAddresses(logging.Filter):
 
 
 _FILTER = RedactAddresses()
+# A socket logs its frames if its logger is enabled for DEBUG when it opens.
+_FRAMES_AND_STATEMENTS = ("aiosqlite", "uvicorn.error", "websockets")
 
 
 def install() -> None:
@@ -41,6 +44,7 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
-    aiosqlite = logging.getLogger("aiosqlite")
-    if aiosqlite.level < logging.INFO:  # NOTSET included: it would follow a DEBUG root
-        aiosqlite.setLevel(logging.INFO)
+    for name in _FRAMES_AND_STATEMENTS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET included: it would follow a DEBUG root
+            logger.setLevel(logging.INFO)

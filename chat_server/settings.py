@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str = "http://127.0.0.1:8000"
     default_lang: Literal["sq", "en"] = "sq"
+    # One JSON object per line (chat_server/logs.py); `alo116 demo` uses text unless set.
+    log_format: Literal["json", "text"] = "json"
 
     # Bounds; each has a clear error on the wire.
     max_frame_bytes: int = 16 * 1024
