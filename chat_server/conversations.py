@@ -11,8 +11,6 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +21,7 @@ from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
+from chat_server.message_log import MessageLog, Posted, Stored
 from chat_server.risk_terms import RiskTerms
 from db.models import Conversation, Message, StaffUser, utcnow
 
@@ -30,13 +29,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_CHANGED: Event = {"type": "queue_changed"}
 FETCH_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    seq: int
-    at: datetime
-    duplicate: bool
 
 
 def message_frame(message: Message) -> Event:
@@ -62,6 +54,9 @@ class Conversations:
         self.db = db
         self.hub = hub
         self.risk_terms = risk_terms
+        # Every message of this node goes through one group-commit writer; the runtime
+        # starts and closes it.
+        self.messages = MessageLog(db.kw["bind"], self._fan_out)
         self._secret = secret.encode()
         self._secret_text = secret
 
@@ -238,54 +233,32 @@ class Conversations:
         body: str,
         staff: StaffIdentity | None = None,
     ) -> Posted:
-        """Store a message under the next seq, once per client_id, then fan it out."""
-        sender = "child" if staff is None else "counsellor"
-        now = utcnow()
-        try:
-            async with self.db() as session, session.begin():
-                earlier = await self._sent_before(session, conversation_id, sender, client_id)
-                if earlier is not None:
-                    return earlier
-                bump = (
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id, Conversation.status != "ended")
-                    .values(
-                        last_seq=Conversation.last_seq + 1,
-                        last_message_at=now,
-                        **{f"last_{sender if staff is None else 'staff'}_message_at": now},
-                    )
-                    .returning(Conversation.last_seq, Conversation.status)
-                )
-                if staff is not None:
-                    bump = bump.where(
-                        Conversation.status == "active", Conversation.assigned_user_id == staff.id
-                    )
-                bumped = (await session.execute(bump)).first()
-                if bumped is None:
-                    raise await self._why_not(session, conversation_id, staff)
-                seq, status = bumped
-                message = Message(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    sender=sender,
-                    author_user_id=staff.id if staff else None,
-                    body=body,
-                    client_id=client_id,
-                    created_at=now,
-                )
-                session.add(message)
-        except IntegrityError:
-            # The same client_id raced in on another connection and won: answer with its seq.
-            async with self.db() as session:
-                earlier = await self._sent_before(session, conversation_id, sender, client_id)
-            if earlier is None:
-                raise
-            return earlier
-        await self.hub.publish(conv_channel(conversation_id), self.frame(message))
-        if status == "queued":
+        """Store a message under the next seq, once per client_id; it fans out when its
+        batch commits, before this returns (chat_server/message_log.py)."""
+        return await self.messages.post(
+            conversation_id,
+            sender="child" if staff is None else "counsellor",
+            staff_id=None if staff is None else staff.id,
+            client_id=client_id,
+            body=body,
+        )
+
+    async def _fan_out(self, stored: Sequence[Stored]) -> None:
+        queue_changed = False
+        for message in stored:
+            frame = protocol.msg_frame(
+                conversation_id=message.conversation_id,
+                seq=message.seq,
+                sender=message.sender,
+                body=message.body,
+                at=message.at,
+                client_id=message.client_id,
+            )
+            await self.hub.publish(conv_channel(message.conversation_id), self._flag(frame))
             # The queue shows how much a waiting child has written.
+            queue_changed = queue_changed or message.queued
+        if queue_changed:
             await self.hub.publish(FLOOR, QUEUE_CHANGED)
-        return Posted(seq=seq, at=now, duplicate=False)
 
     async def fetch_after(self, conversation_id: uuid.UUID, after_seq: int) -> Sequence[Event]:
         async with self.db() as session:
@@ -298,11 +271,13 @@ class Conversations:
             return [self.frame(m) for m in result.scalars()]
 
     def frame(self, message: Message) -> Event:
-        """A message as sent; a child's words that match a risk term carry the match,
-        which only consoles ever see (the child's connection drops it)."""
-        frame = message_frame(message)
-        if message.sender == "child" and self.risk_terms is not None:
-            match = self.risk_terms.match(message.body)
+        return self._flag(message_frame(message))
+
+    def _flag(self, frame: Event) -> Event:
+        """A child's words that match a risk term carry the match, which only consoles
+        ever see (the child's connection drops it)."""
+        if frame["from"] == "child" and self.risk_terms is not None:
+            match = self.risk_terms.match(frame["body"])
             if match is not None:
                 frame["risk"] = match.as_json()
         return frame
@@ -543,20 +518,6 @@ class Conversations:
             },
         )
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
-
-    async def _sent_before(
-        self, session: AsyncSession, conversation_id: uuid.UUID, sender: str, client_id: str
-    ) -> Posted | None:
-        row = (
-            await session.execute(
-                select(Message.seq, Message.created_at).where(
-                    Message.conversation_id == conversation_id,
-                    Message.sender == sender,
-                    Message.client_id == client_id,
-                )
-            )
-        ).first()
-        return None if row is None else Posted(seq=row[0], at=row[1], duplicate=True)
 
     async def _next_in_queue(self, session: AsyncSession) -> uuid.UUID | None:
         result = await session.execute(

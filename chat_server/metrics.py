@@ -69,7 +69,15 @@ class Metrics:
             buckets=ACK_BUCKETS,
             registry=r,
         )
+        self.message_batches = Histogram(
+            "alo116_message_batch_size",
+            "Messages stored per transaction by the group-commit writer",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.database_errors = Counter(
+
+
             "alo116_database_errors",
             "Database statements or connections that failed",
             registry=r,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from chat_server.settings import Settings
 from chat_server.supervision import Supervision
 from chat_server.transfers import Transfers
 from db.engine import create_engine, session_factory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,10 +75,14 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     supervision = Supervision(db, hub, conversations, settings)
     floor = Floor(db, hub, conversations, settings, transfers, supervision)
     await hub.start()
+    conversations.messages.start()
     guesses = GuessLimiter(
         attempts=settings.return_code_attempts, window_s=settings.return_code_window_s
     )
     metrics = Metrics(engine=engine, db=db, broker=hub.broker)
+    conversations.messages.batch_sizes = metrics.message_batches.observe
+
+
     services = Services(
         settings,
         engine,
@@ -100,8 +107,17 @@ async def stop_services(services: Services) -> None:
     for task in services.tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    # What senders handed in is stored (and they are answered) before anything closes.
+    await conversations_closed(services)
     await services.hub.broker.close()
     await services.engine.dispose()
+
+
+async def conversations_closed(services: Services, timeout_s: float = 10.0) -> None:
+    try:
+        await asyncio.wait_for(services.conversations.messages.close(), timeout_s)
+    except TimeoutError:
+        log.warning("messages still being stored after %.0f s; giving up", timeout_s)
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from chat_server.metrics import Metrics, metrics_endpoint
 from db.engine import create_engine, session_factory
 from db.models import Conversation, utcnow
+from tests.conftest import LiveServer
 
 
 def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -96,3 +98,22 @@ def _request(metrics: Metrics) -> Request:
     return Request(
         {"type": "http", "method": "GET", "path": "/metrics", "headers": [], "state": state}
     )
+
+
+async def test_the_group_commit_writer_reports_its_batches(live: LiveServer) -> None:
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state", status="queued")
+    for k in range(3):
+        await child.send(type="send", client_id=f"c{k}", body=f"message {k}")
+    for k in range(3):
+        await child.expect("ack", client_id=f"c{k}")
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        scraped = (await http.get("/metrics")).text
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+    }
+    assert values[("alo116_message_batch_size_sum", ())] == 3
+    assert 1 <= values[("alo116_message_batch_size_count", ())] <= 3
