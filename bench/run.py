@@ -387,6 +387,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ALO116_CHILD_MESSAGE_BURST": "1000",
             "ALO116_STAFF_MESSAGES_PER_SECOND": "1000",
             "ALO116_STAFF_MESSAGE_BURST": "1000",
+            # Every simulated child comes from 127.0.0.1.
+            "ALO116_NEW_CHATS_PER_ADDRESS": "1000000",
         } | ({"ALO116_REDIS_URL": args.redis_url} if args.redis_url else {})
         server = Target("server", [sys.executable, "-m", "chat_server.cli", "serve"], env, root)
         server.database = name

@@ -76,8 +76,6 @@ class Metrics:
             registry=r,
         )
         self.database_errors = Counter(
-
-
             "alo116_database_errors",
             "Database statements or connections that failed",
             registry=r,

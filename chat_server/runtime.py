@@ -82,7 +82,6 @@ async def start_services(settings: Settings, *, sweeps: bool = True) -> Services
     metrics = Metrics(engine=engine, db=db, broker=hub.broker)
     conversations.messages.batch_sizes = metrics.message_batches.observe
 
-
     services = Services(
         settings,
         engine,
