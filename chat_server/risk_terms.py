@@ -66,6 +66,11 @@ class RiskTerms:
             if not patterns:
                 raise ValueError(f"risk term {text!r} has no words")
             self._terms.append(Term(text, level, patterns))
+        # Most messages match nothing: one regular expression over the message's words,
+        # joined by single spaces, says so at once; only a hit checks term by term.
+        self._any = re.compile(
+            "(?<= )(?:" + "|".join(_regex(t.words) for t in self._terms) + ")(?= )"
+        )
 
     @classmethod
     def from_file(cls, path: Path = DEFAULT_TERMS) -> RiskTerms:
@@ -74,11 +79,20 @@ class RiskTerms:
 
     def match(self, body: str) -> Match | None:
         words = normalise(body)
+        if not self._terms or not self._any.search(f" {' '.join(words)} "):
+            return None
         found = [t for t in self._terms if t.found_in(words)]
         if not found:
             return None
         level = max((t.level for t in found), key=LEVEL_ORDER.__getitem__)
         return Match(level, tuple(dict.fromkeys(t.text for t in found)))
+
+
+def _regex(patterns: Sequence[str]) -> str:
+    """A term's words in a row; a starred word matches any word it begins."""
+    return " ".join(
+        re.escape(p[:-1]) + "[a-z0-9']*" if p.endswith("*") else re.escape(p) for p in patterns
+    )
 
 
 def _patterns(text: str) -> tuple[str, ...]:
