@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import accounts, alerts, protocol, retention, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
+from chat_server.connection import Connection
 from chat_server.conversations import QUEUE_CHANGED, Conversations
 from chat_server.floor_view import floor_view
 from chat_server.hub import FLOOR, Hub, coalesce, conv_channel
@@ -32,16 +34,42 @@ from db.models import Conversation, StaffUser, UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 HANDLE_TIME_SAMPLE = 50
+# The mean handling time of the last chats barely moves; read it at most this often.
+HANDLE_TIME_TTL_S = 60.0
+# A child whose own first `state` has not come within this time gets the queue's anyway.
+INTRODUCTION_GRACE_S = 2.0
+
+# What a waiting child's place is made of, read from the queue index.
+_PLACE_COLUMNS = (Conversation.id, Conversation.priority, Conversation.queued_at, Conversation.mode)
+# What consoles show of each waiting child besides.
+_ITEM_COLUMNS = (
+    Conversation.created_at,
+    Conversation.lang,
+    Conversation.pre_chat,
+    Conversation.last_seq,
+    Conversation.risk_level,
+    Conversation.child_left_at,
+    Conversation.child_seen_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Staffing:
+    """Who can answer now and how long a chat takes: what every wait estimate needs."""
+
+    on_duty: list[switchboard.OnDuty]
+    handle_time_s: float
+
+    @property
+    def counsellors_online(self) -> int:
+        return len(self.on_duty)
 
 
 @dataclass(frozen=True, slots=True)
 class QueueView:
-    items: list[Event]
-    estimates: dict[uuid.UUID, tuple[int, int | None]]  # position, estimated wait
-    modes: dict[uuid.UUID, str]
-    counsellors_online: int
-    on_duty: list[switchboard.OnDuty]
-    handle_time_s: float
+    places: dict[uuid.UUID, tuple[int, str]]  # position, mode
+    items: list[Event]  # as consoles show them; empty in a view of places only
+    staffing: Staffing
 
 
 class Floor:
@@ -60,71 +88,74 @@ class Floor:
         self.settings = settings
         self.transfers = transfers
         self.supervision = supervision
-        self.refresh = coalesce(self._push_queue)
+        self.refresh = coalesce(self._push_queue, interval=settings.queue_refresh_interval_s)
         self.refresh_floor = coalesce(self._push_floor)
         self._hours = parse_hours(settings.opening_hours)
         self._zone = ZoneInfo(settings.timezone)
+        # The queue `state` each waiting child's connection holds, so that only a change
+        # is sent; None after an event from the services (taken, requeued) replaced it.
+        # A connection not here yet is being sent its own first state by `child_state`.
+        self._shown: weakref.WeakKeyDictionary[Connection, Event | None] = (
+            weakref.WeakKeyDictionary()
+        )
+        # When each such connection was first found waiting for that first state.
+        self._introducing: weakref.WeakKeyDictionary[Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._handle_time: tuple[float, float] | None = None  # seconds, read at (loop time)
         hub.listen(FLOOR, lambda _event: self.refresh())
+        hub.intercept(self._note_event)
 
-    async def queue_view(self) -> QueueView:
-        now = utcnow()
-        online_after = now - timedelta(seconds=self.settings.heartbeat_interval_s * 2.5)
+    # --- the queue ----------------------------------------------------------------------
+
+    async def queue_view(self, *, items: bool = True) -> QueueView:
+        """Every waiting child's place; with `items`, also what consoles show of each."""
+        online_after = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 2.5)
+        columns = _PLACE_COLUMNS + (_ITEM_COLUMNS if items else ())
         async with self.db() as session:
-            queued = list(
-                (
-                    await session.execute(
-                        select(Conversation).where(Conversation.status == "queued")
-                    )
-                ).scalars()
-            )
-            on_duty = await _on_duty(session)
-            handle_time = await _handle_time(session, self.settings.default_handle_time_s)
-        by_id = {c.id: c for c in queued}
+            rows = (
+                await session.execute(select(*columns).where(Conversation.status == "queued"))
+            ).all()
+            staffing = await self._staffing(session)
+        by_id = {row.id: row for row in rows}
         order = switchboard.queue_order(
-            switchboard.Waiting(c.id, c.priority, c.queued_at) for c in queued
+            switchboard.Waiting(row.id, row.priority, row.queued_at) for row in rows
         )
-        items: list[Event] = []
-        estimates: dict[uuid.UUID, tuple[int, int | None]] = {}
-        for position, waiting in enumerate(order, start=1):
-            c = by_id[waiting.conversation_id]
-            estimate = switchboard.estimate_wait_s(position, on_duty, handle_time)
-            estimates[c.id] = (position, estimate)
-            items.append(
-                {
-                    "conversation_id": str(c.id),
-                    "waiting_since": protocol.iso(c.created_at),
-                    "priority": c.priority,
-                    "lang": c.lang,
-                    "pre_chat": c.pre_chat,
-                    "position": position,
-                    "last_seq": c.last_seq,
-                    "mode": c.mode,
-                    "risk_level": c.risk_level,
-                    "child_online": _child_online(c, online_after),
-                }
-            )
-        return QueueView(
-            items,
-            estimates,
-            {c.id: c.mode for c in queued},
-            len(on_duty),
-            on_duty=on_duty,
-            handle_time_s=handle_time,
+        places = {
+            w.conversation_id: (n, by_id[w.conversation_id].mode) for n, w in enumerate(order, 1)
+        }
+        shown = (
+            [_queue_item(by_id[w.conversation_id], n, online_after) for n, w in enumerate(order, 1)]
+            if items
+            else []
         )
+        return QueueView(places, shown, staffing)
 
-    def availability(self, view: QueueView, position: int | None = None) -> Event:
-        """Can a child at `position` (default: joining now) expect an answer soon?"""
-        settings = self.settings
-        place = position if position is not None else len(view.items) + 1
+    def availability(
+        self, staffing: Staffing, position: int, *, open_now: bool | None = None
+    ) -> Event:
+        """Can a child at `position` expect an answer soon?"""
         return switchboard.availability(
-            open_now=switchboard.is_open(utcnow(), self._hours, self._zone),
-            counsellors_online=view.counsellors_online,
-            estimated_wait_s=switchboard.estimate_wait_s(place, view.on_duty, view.handle_time_s),
-            threshold_s=settings.wait_threshold_s,
+            open_now=self._open_now() if open_now is None else open_now,
+            counsellors_online=staffing.counsellors_online,
+            estimated_wait_s=switchboard.estimate_wait_s(
+                position, staffing.on_duty, staffing.handle_time_s
+            ),
+            threshold_s=self.settings.wait_threshold_s,
         )
 
     async def availability_now(self) -> Event:
-        return self.availability(await self.queue_view())
+        """What a child joining now can expect."""
+        async with self.db() as session:
+            length = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Conversation)
+                    .where(Conversation.status == "queued")
+                )
+            ).scalar_one()
+            staffing = await self._staffing(session)
+        return self.availability(staffing, int(length) + 1)
 
     async def child_state(self, conversation: Conversation) -> Event:
         """The `state` frame for a child: status, and place in the queue while waiting."""
@@ -132,8 +163,11 @@ class Floor:
         if conversation.mode != "chat":
             state["mode"] = conversation.mode
         if conversation.status == "queued":
-            view = await self.queue_view()
-            state |= self._waiting_state(view, conversation.id) or {}
+            async with self.db() as session:
+                position = await _position(session, conversation)
+                staffing = await self._staffing(session)
+            state = self._waiting_state(position, conversation.mode, staffing)
+            self._introduce(conversation.id, state)
         elif conversation.status == "active" and conversation.assigned_user_id is not None:
             async with self.db() as session:
                 user = await session.get(StaffUser, conversation.assigned_user_id)
@@ -178,17 +212,58 @@ class Floor:
         waiting = self._local_waiting_children()
         if not staff and not waiting:
             return
-        view = await self.queue_view()
-        frame = {"type": "queue", "items": view.items}
-        for connection in staff:
-            connection.push(frame)
+        # Consoles show the whole queue; children need only their places.
+        view = await self.queue_view(items=bool(staff))
+        if staff:
+            frame = {"type": "queue", "items": view.items}
+            for connection in staff:
+                connection.push(frame)
+        self._push_places(view, waiting)
+        if staff:
+            await self._push_floor(view)
+
+    def _push_places(self, view: QueueView, waiting: dict[uuid.UUID, list[Connection]]) -> None:
+        """Send each waiting child its place, if it moved."""
+        now = asyncio.get_running_loop().time()
+        open_now = self._open_now()
+        introducing = False
         for conversation_id, connections in waiting.items():
-            state = self._waiting_state(view, conversation_id)
-            if state is None:
+            place = view.places.get(conversation_id)
+            if place is None:
                 continue  # taken or ended meanwhile: its own event says so
+            state = self._waiting_state(*place, view.staffing, open_now=open_now)
             for connection in connections:
-                connection.push(state)
-        await self._push_floor(view)
+                if connection not in self._shown:
+                    # Just joined: its own first state, maybe newer than this, is on its way.
+                    since = self._introducing.setdefault(connection, now)
+                    if now - since < INTRODUCTION_GRACE_S:
+                        introducing = True
+                        continue
+                if self._shown.get(connection) != state:
+                    connection.push(state)
+                    self._shown[connection] = state
+        if introducing:
+            self.refresh()  # look again once they have it
+
+    def _introduce(self, conversation_id: uuid.UUID, state: Event) -> None:
+        """The child's own first state goes out now, after anything a refresh that did not
+        wait for it sent: later refreshes send only changes from it."""
+        for connection in self.hub.members(conv_channel(conversation_id)):
+            if connection.kind != "child":
+                continue
+            overtaken = self._introducing.pop(connection, None) is not None
+            if overtaken or connection not in self._shown:
+                self._shown[connection] = state
+
+    def _note_event(self, connection: Connection, _channel: str, event: Event) -> None:
+        """A status from the services (taken, requeued, ended) replaces the child's view."""
+        if (
+            connection.kind == "child"
+            and event["type"] in ("state", "ended")
+            and not event.get("_view")
+            and event.get("_to") in (None, "child")
+        ):
+            self._shown[connection] = None
 
     async def _push_floor(self, view: QueueView | None = None) -> None:
         supervisors = self.hub.members(alerts.SUPERVISORS)
@@ -197,26 +272,28 @@ class Floor:
             for connection in supervisors:
                 connection.push(floor)
 
-    def _waiting_state(self, view: QueueView, conversation_id: uuid.UUID) -> Event | None:
-        """The `state` of a waiting child, or None if it is not in the queue."""
-        place = view.estimates.get(conversation_id)
-        if place is None:
-            return None
-        position, estimate = place
+    def _open_now(self) -> bool:
+        return switchboard.is_open(utcnow(), self._hours, self._zone)
+
+    def _waiting_state(
+        self, position: int, mode: str, staffing: Staffing, *, open_now: bool | None = None
+    ) -> Event:
+        """The `state` of a waiting child at `position`."""
         state: Event = {"type": "state", "status": "queued", "_view": True}
-        if view.modes[conversation_id] != "chat":
-            state["mode"] = view.modes[conversation_id]
+        if mode != "chat":
+            state["mode"] = mode
         state |= {
             "position": position,
-            "counsellors_online": view.counsellors_online,
-            "availability": self.availability(view, position),
+            "counsellors_online": staffing.counsellors_online,
+            "availability": self.availability(staffing, position, open_now=open_now),
         }
+        estimate = switchboard.estimate_wait_s(position, staffing.on_duty, staffing.handle_time_s)
         if estimate is not None:
             state["estimated_wait_s"] = estimate
         return state
 
-    def _local_waiting_children(self) -> dict[uuid.UUID, list[Any]]:
-        waiting: dict[uuid.UUID, list[Any]] = {}
+    def _local_waiting_children(self) -> dict[uuid.UUID, list[Connection]]:
+        waiting: dict[uuid.UUID, list[Connection]] = {}
         for conversation_id in self.hub.local_children():
             children = [
                 c for c in self.hub.members(conv_channel(conversation_id)) if c.kind == "child"
@@ -225,10 +302,26 @@ class Floor:
                 waiting[conversation_id] = children
         return waiting
 
+    async def _staffing(self, session: AsyncSession) -> Staffing:
+        on_duty = await _on_duty(session)
+        now = asyncio.get_running_loop().time()
+        if self._handle_time is None or now - self._handle_time[1] > HANDLE_TIME_TTL_S:
+            handle_time = await _handle_time(session, self.settings.default_handle_time_s)
+            self._handle_time = (handle_time, now)
+        return Staffing(on_duty, self._handle_time[0])
+
     # --- sweeps -------------------------------------------------------------------------
 
     async def run_sweeps(self) -> None:
         """Forever: keep presence fresh and enforce grace periods, every few seconds."""
+        try:
+            await self._sweep_forever()
+        finally:
+            # Stopping the node: no refresh may run on a closed database.
+            self.refresh.cancel()
+            self.refresh_floor.cancel()
+
+    async def _sweep_forever(self) -> None:
         last_heartbeat = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -406,8 +499,44 @@ def _at(moment: datetime) -> Any:
     return literal(moment, UTCDateTime)
 
 
-def _child_online(conversation: Conversation, online_after: Any) -> bool:
+def _child_online(conversation: Any, online_after: datetime) -> bool:
+    """Whether the child (a conversation, or a row with its presence columns) is here."""
     return conversation.child_left_at is None and conversation.child_seen_at >= online_after
+
+
+def _queue_item(row: Any, position: int, online_after: datetime) -> Event:
+    return {
+        "conversation_id": str(row.id),
+        "waiting_since": protocol.iso(row.created_at),
+        "priority": row.priority,
+        "lang": row.lang,
+        "pre_chat": row.pre_chat,
+        "position": position,
+        "last_seq": row.last_seq,
+        "mode": row.mode,
+        "risk_level": row.risk_level,
+        "child_online": _child_online(row, online_after),
+    }
+
+
+async def _position(session: AsyncSession, conversation: Conversation) -> int:
+    """A waiting child's place in the queue (see `switchboard.queue_order`): one count of
+    those ahead, on the queue's index."""
+    p, at = conversation.priority, conversation.queued_at
+    ahead = or_(
+        Conversation.priority > p,
+        and_(
+            Conversation.priority == p,
+            or_(
+                Conversation.queued_at < at,
+                and_(Conversation.queued_at == at, Conversation.id < conversation.id),
+            ),
+        ),
+    )
+    count = await session.execute(
+        select(func.count()).select_from(Conversation).where(Conversation.status == "queued", ahead)
+    )
+    return int(count.scalar_one()) + 1
 
 
 async def _on_duty(session: AsyncSession) -> list[switchboard.OnDuty]:

@@ -5,6 +5,7 @@ and the open alerts. Read in a few queries; the console ticks the clocks itself.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chat_server import alerts, protocol
 from chat_server.brokers import Event
 from db.models import Alert, Conversation, StaffUser, utcnow
+
+# What the floor shows of each active chat: columns, not whole rows as objects.
+_CHAT_COLUMNS = (
+    Conversation.id,
+    Conversation.assigned_user_id,
+    Conversation.created_at,
+    Conversation.assigned_at,
+    Conversation.last_message_at,
+    Conversation.last_child_message_at,
+    Conversation.last_staff_message_at,
+    Conversation.risk_level,
+    Conversation.priority,
+    Conversation.lang,
+    Conversation.mode,
+    Conversation.child_left_at,
+    Conversation.child_seen_at,
+)
 
 
 async def floor_view(
@@ -46,11 +64,11 @@ async def floor_view(
     names = {s["id"]: s["name"] for s in staff}
     active = (
         await session.execute(
-            select(Conversation)
+            select(*_CHAT_COLUMNS)
             .where(Conversation.status == "active")
             .order_by(Conversation.priority.desc(), Conversation.assigned_at)  # type: ignore[attr-defined]
         )
-    ).scalars()
+    ).all()
     chats = [
         {
             "conversation_id": str(c.id),
@@ -93,7 +111,7 @@ async def floor_view(
     }
 
 
-def _waiting_since(c: Conversation) -> str | None:
+def _waiting_since(c: Any) -> str | None:
     """When the child's unanswered message came, if the counsellor has not replied since."""
     child, staff = c.last_child_message_at, c.last_staff_message_at
     if child is None or (staff is not None and staff >= child):

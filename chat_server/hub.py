@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -115,28 +116,48 @@ class Hub:
             connection.push(event)
 
 
-def coalesce(work: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    """A trigger that runs `work` now, or once more after the run in progress: bursts of
-    changes cost at most two runs, and the last run always sees the latest state."""
-    running: asyncio.Task[None] | None = None
-    again = False
+class Coalesced:
+    """A trigger that runs `work` at once, or once more later if it is running or ended
+    less than `interval` seconds ago: the first change after a quiet spell is handled at
+    once, a burst costs one run per interval (however slow the runs), and the last run
+    always sees the latest state."""
 
-    async def loop() -> None:
-        nonlocal again
+    def __init__(self, work: Callable[[], Awaitable[None]], *, interval: float = 0.0) -> None:
+        self._work = work
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        # Triggered while a run was pending or under way: run once more.
+        self._again = False
+        # When the last run ended (loop time): the next waits `interval` from there.
+        self._ended = -math.inf
+
+    def __call__(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def cancel(self) -> None:
+        """Drop a pending run (at shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            again = False
+            wait = self._ended + self._interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._again = False
             try:
-                await work()
+                await self._work()
             except Exception:
                 log.warning("coalesced work failed", exc_info=True)
-            if not again:
+            self._ended = loop.time()
+            if not self._again:
                 return
 
-    def trigger() -> None:
-        nonlocal running, again
-        if running is not None and not running.done():
-            again = True
-            return
-        running = asyncio.get_running_loop().create_task(loop())
 
-    return trigger
+def coalesce(work: Callable[[], Awaitable[None]], *, interval: float = 0.0) -> Coalesced:
+    """See `Coalesced`; with no interval, a burst costs at most two runs."""
+    return Coalesced(work, interval=interval)

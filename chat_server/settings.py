@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 16 * 1024
     max_body_chars: int = 2000
     outbound_queue_size: int = 512
+    # A console that reconnects has this long to `resume` its chats before their live
+    # messages flow without it (docs/protocol.md, "Following chats").
+    resume_grace_s: float = 2.0
     child_messages_per_second: float = 3.0
     child_message_burst: int = 10
     staff_messages_per_second: float = 10.0
@@ -60,6 +63,9 @@ class Settings(BaseSettings):
     staff_grace_s: float = 90.0
     child_queue_grace_s: float = 900.0
     inactivity_close_s: float = 3600.0
+    # Queue positions are recomputed and pushed at most this often (the first change
+    # after a quiet spell goes out at once): joins at a national peak cost O(N), not O(N²).
+    queue_refresh_interval_s: float = 0.5
 
     # Wait estimate before there is history to learn from.
     default_handle_time_s: int = 900
