@@ -1,6 +1,7 @@
 """The floor: a bare relay speaking the same protocol subset, with no database.
 
-Same stack as the real server (Starlette on uvicorn, websockets-sansio, no compression,
+Same stack as the real server (Starlette on uvicorn, its lean sans-I/O WebSocket protocol
+(chat_server/ws_protocol.py), no compression,
 uvloop), same frames, so `bench.load` runs against it unchanged. Everything it does is
 what any relay must do: parse a frame, number it, answer with an ack, send it to both
 parties. What the real server costs beyond this is the price of durability, safety
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_app(),
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",
+        ws="chat_server.ws_protocol:LeanWebSocketsSansIOProtocol",
         ws_max_size=16 * 1024,
         ws_per_message_deflate=False,
         access_log=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,6 +12,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chat_server import child_page, child_socket, log_privacy, staff_socket
 from chat_server.metrics import metrics_endpoint
@@ -76,7 +78,7 @@ def create_app(settings: Settings, *, sweeps: bool = True) -> Starlette:
         *library_routes.routes(settings),
         *floor_routes.routes(settings),
     ]
-    return Starlette(
+    return App(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders, settings=settings),
@@ -84,3 +86,24 @@ def create_app(settings: Settings, *, sweeps: bool = True) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+class App(Starlette):
+    """WebSockets go straight to their endpoint: the HTTP middleware (security headers,
+    gzip, error pages) does nothing for them, yet each layer's frame would stay on the
+    stack of every open socket, ~5 KiB per idle child (docs/performance.md)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sockets: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
+            route.path: route.endpoint for route in self.routes if isinstance(route, WebSocketRoute)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            endpoint = self.sockets.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)

@@ -16,6 +16,7 @@ from chat_server.hub import conv_channel
 from chat_server.runtime import Services, origin_allowed, services_of
 from chat_server.sockets import (
     CLOSE_FORBIDDEN_ORIGIN,
+    CLOSE_RESTARTING,
     UNAVAILABLE,
     Limits,
     address_of,
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 class ChildSession:
     """One child's socket: no account, just the random token the page keeps."""
+
+    # One per open socket: slots keep an idle child's share of memory small.
+    __slots__ = ("address", "connection", "conversation_id", "lang", "limits", "services", "token")
 
     def __init__(self, services: Services, connection: Connection, address: str) -> None:
         self.services = services
@@ -194,7 +198,7 @@ async def child_socket(websocket: WebSocket) -> None:
     connection = Connection(
         kind="child",
         send_text=websocket.send_text,
-        close=lambda code, reason: websocket.close(code, reason),
+        close=websocket.close,
         fetch_after=services.conversations.fetch_after,
         queue_size=settings.outbound_queue_size,
         address=address_of(websocket),
@@ -202,8 +206,9 @@ async def child_socket(websocket: WebSocket) -> None:
     connection.start()
     session = ChildSession(services, connection, address_of(websocket))
     with services.metrics.connection("child"):
+        code: int | None = None
         try:
-            await serve(
+            code = await serve(
                 websocket,
                 connection,
                 session.handle,
@@ -215,7 +220,12 @@ async def child_socket(websocket: WebSocket) -> None:
         finally:
             await services.hub.leave_all(connection)
             try:
-                await session.leave()
+                # A node shutting down (1012) has not seen the child leave: the child is
+                # reconnecting to another node, which says so. Saying "offline" here could
+                # land after that. Had the child gone too, its seen time ages out as
+                # after a crash.
+                if code != CLOSE_RESTARTING:
+                    await session.leave()
             except UNAVAILABLE:
                 log.info("could not record the child leaving; the sweep will", exc_info=True)
             await connection.stop()

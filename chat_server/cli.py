@@ -105,7 +105,7 @@ def serve_app(settings: Settings, host: str, port: int, log_config: dict[str, An
         create_app(settings),
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws="chat_server.ws_protocol:LeanWebSocketsSansIOProtocol",
         ws_max_size=settings.max_frame_bytes,
         # Compression costs memory per connection and can leak secrets (CRIME/BREACH).
         ws_per_message_deflate=False,

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import alerts, audit, protocol, records, return_codes, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
+from chat_server.connection import REPLAY_BATCH
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
 from chat_server.message_log import MessageLog, Posted, Stored
@@ -28,7 +29,7 @@ from db.models import Conversation, Message, StaffUser, utcnow
 log = logging.getLogger(__name__)
 
 QUEUE_CHANGED: Event = {"type": "queue_changed"}
-FETCH_BATCH = 500
+FETCH_BATCH = REPLAY_BATCH
 
 
 def message_frame(message: Message) -> Event:

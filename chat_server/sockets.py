@@ -6,6 +6,7 @@ up in `finally`. Frames over the size limit never get here: the server closes wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,20 +18,22 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from chat_server import protocol
-from chat_server.connection import Connection
+from chat_server.connection import ABORTED, Connection
 from chat_server.errors import Refused
 from chat_server.switchboard import TokenBucket
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+# What uvicorn closes every socket with when the node is told to stop (SIGTERM).
+CLOSE_RESTARTING = 1012
 CLOSE_FORBIDDEN_ORIGIN = 4403
 
 # A database that is briefly down: the client is told to retry, nothing was stored.
 UNAVAILABLE = (OperationalError, DBAPIError, OSError, TimeoutError)
 
 
-@dataclass
+@dataclass(slots=True)
 class Limits:
     sends: TokenBucket
     frames: TokenBucket = field(
@@ -44,12 +47,34 @@ async def serve(
     handle: Callable[[Any], Awaitable[None]],
     parse: Callable[[str], Any],
     limits: Limits,
-) -> None:
-    """Read frames until the client goes; each bad frame gets an error, never a close."""
+) -> int | None:
+    """Read frames until the client goes; each bad frame gets an error, never a close.
+
+    Returns the close code the client (or the server shutting down: 1012) went with, or
+    None if the connection gave the client up (it stopped reading: connection.py)."""
+    reader = connection.reader = asyncio.current_task()
+    try:
+        return await _read(websocket, connection, handle, parse, limits)
+    except asyncio.CancelledError as cancelled:
+        if cancelled.args == (ABORTED,) and reader is not None and reader.uncancel() == 0:
+            return None
+        raise
+    finally:
+        connection.reader = None
+
+
+async def _read(
+    websocket: WebSocket,
+    connection: Connection,
+    handle: Callable[[Any], Awaitable[None]],
+    parse: Callable[[str], Any],
+    limits: Limits,
+) -> int:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            code: int = message.get("code", 1005)
+            return code
         text = message.get("text")
         if text is None:
             connection.push(protocol.error("bad_request", "send text frames of JSON, not binary"))

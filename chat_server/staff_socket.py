@@ -57,10 +57,16 @@ class StaffSession:
             # The session's end (logout, password change...) closes this socket.
             await hub.join(self.connection, accounts.session_channel(self.staff.session_id))
         for conversation in await self.services.conversations.chats_of(self.staff.id):
+            # A console coming back says what it holds with `resume`; until then (for a
+            # moment at most) the chat's messages wait, so each arrives once, in order.
+            self.connection.hold(conversation.id)
             await hub.join(self.connection, conv_channel(conversation.id))
         if self.staff.supervises:
             await hub.join(self.connection, alerts.SUPERVISORS)
         self.connection.start(first=await self.services.floor.snapshot(self.staff))
+        asyncio.get_running_loop().call_later(
+            self.services.settings.resume_grace_s, self.connection.release
+        )
         if self.staff.supervises:
             self.connection.push(await self.services.floor.floor_view())
 

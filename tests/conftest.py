@@ -243,7 +243,7 @@ async def start_server(settings: Settings) -> LiveServer:
         app,
         host="127.0.0.1",
         port=0,
-        ws="websockets-sansio",
+        ws="chat_server.ws_protocol:LeanWebSocketsSansIOProtocol",
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
         lifespan="on",

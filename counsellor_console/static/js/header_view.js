@@ -71,6 +71,9 @@ export class HeaderView {
 
   async doLogout() {
     this.logout.disabled = true;
+    // Close the socket first: the logout ends the session, and the server's 4401 on it
+    // would otherwise race this page's own way to the login page.
+    this.store.transport?.close();
     try {
       await fetch("/api/logout", {
         method: "POST",
