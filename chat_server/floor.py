@@ -347,10 +347,19 @@ class Floor:
         await accounts.touch(self.db, self.hub.local_staff(), now)
         children = self.hub.local_children()
         if children:
+            # Rows locked in id order, as the message writer locks them: a multi-row
+            # UPDATE in whatever order the planner picks could deadlock with a batch
+            # (PostgreSQL would break it only after deadlock_timeout, a second).
+            in_order = (
+                select(Conversation.id)
+                .where(Conversation.id.in_(children))  # type: ignore[attr-defined]
+                .order_by(Conversation.id)
+                .with_for_update()
+            )
             async with self.db() as session, session.begin():
                 await session.execute(
                     update(Conversation)
-                    .where(Conversation.id.in_(children))  # type: ignore[attr-defined]
+                    .where(Conversation.id.in_(in_order.scalar_subquery()))  # type: ignore[attr-defined]
                     .values(child_seen_at=now, child_left_at=None)
                 )
         await self._push_heads()
