@@ -29,7 +29,6 @@ from db.models import Conversation, Message, StaffUser, utcnow
 log = logging.getLogger(__name__)
 
 QUEUE_CHANGED: Event = {"type": "queue_changed"}
-FETCH_BATCH = REPLAY_BATCH
 
 
 def message_frame(message: Message) -> Event:
@@ -267,7 +266,7 @@ class Conversations:
                 select(Message)
                 .where(Message.conversation_id == conversation_id, Message.seq > after_seq)
                 .order_by(Message.seq)  # type: ignore[arg-type]
-                .limit(FETCH_BATCH)
+                .limit(REPLAY_BATCH)
             )
             return [self.frame(m) for m in result.scalars()]
 

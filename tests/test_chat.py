@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import LiveServer, new_id
+from tests.conftest import LiveServer, MakeLive, new_id
 
 
 async def test_a_child_and_a_counsellor_chat_from_queue_to_feedback(live: LiveServer) -> None:
@@ -158,3 +158,48 @@ async def test_a_counsellors_other_consoles_learn_what_was_read(live: LiveServer
     assert (await other_tab.expect("read", conversation_id=cid))["seq"] == 1
     third = await live.staff_client(counsellor.cookie)
     assert (await third.expect("snapshot"))["chats"][0]["staff_read_seq"] == 1
+
+
+async def test_a_console_coming_back_gets_each_message_once_in_order(
+    make_live: MakeLive,
+) -> None:
+    """The chats of a reconnecting console wait for its `resume`: what came meanwhile is
+    sent once, in order, not live first and again in the replay."""
+    live = await make_live(resume_grace_s=30.0)
+    child = await live.child()
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    await child.send(type="send", client_id="c1", body="one")
+    await counsellor.expect("msg", seq=1)
+
+    assert counsellor.cookie is not None
+    back = await live.staff_client(counsellor.cookie)
+    await back.expect("snapshot")
+    await child.send(type="send", client_id="c2", body="two")
+    await child.expect("ack", client_id="c2")
+    await back.send(type="resume", conversation_id=cid, last_seq=0)
+    await back.expect("msg", seq=2)
+    await child.send(type="send", client_id="c3", body="three")
+    await back.expect("msg", seq=3)
+    assert [f["seq"] for f in back.of_type("msg")] == [1, 2, 3]
+
+
+async def test_a_console_that_never_resumes_still_gets_what_came_after_it(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(resume_grace_s=0.3)
+    child = await live.child()
+    await child.send(type="start")
+    counsellor = await live.counsellor()
+    await counsellor.send(type="take")
+    await counsellor.expect("assigned")
+    assert counsellor.cookie is not None
+    back = await live.staff_client(counsellor.cookie)
+    await back.expect("snapshot")
+    for k in (1, 2):
+        await child.send(type="send", client_id=f"c{k}", body=f"m{k}")
+        await child.expect("ack", client_id=f"c{k}")
+    await back.expect("msg", seq=2, timeout=5)
+    assert [f["seq"] for f in back.of_type("msg")] == [1, 2]
