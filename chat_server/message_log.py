@@ -247,7 +247,7 @@ class MessageLog:
                 continue
             self._idle.append(connection)
             return result
-        raise IntegrityError("resends kept racing", None, Exception())
+        raise AssertionError("unreachable: the third attempt returns or raises")
 
     async def _store(
         self, connection: AsyncConnection, batch: list[_Pending], *, check_resends: bool

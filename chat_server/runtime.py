@@ -107,12 +107,12 @@ async def stop_services(services: Services) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     # What senders handed in is stored (and they are answered) before anything closes.
-    await conversations_closed(services)
+    await _store_what_is_left(services)
     await services.hub.broker.close()
     await services.engine.dispose()
 
 
-async def conversations_closed(services: Services, timeout_s: float = 10.0) -> None:
+async def _store_what_is_left(services: Services, timeout_s: float = 10.0) -> None:
     try:
         await asyncio.wait_for(services.conversations.messages.close(), timeout_s)
     except TimeoutError:
