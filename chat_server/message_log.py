@@ -2,19 +2,20 @@
 
 A `send` hands its message to the writer and waits. The writer takes everything that
 queued up meanwhile (so an idle node commits a lone message at once and a busy one
-hundreds at a time) and stores the batch in one transaction of three statements,
-whatever its size:
+hundreds at a time) and stores the batch in one transaction, whatever its size:
 
 1. lock the batch's conversations (`SELECT … FOR UPDATE`, in id order: no deadlocks
    between nodes or between batches), reading their status, counsellor and `last_seq`;
 2. bump each conversation's `last_seq` by the number of its new messages;
 3. insert the new messages.
 
-A resend (a `client_id` already stored) is rare: the unique constraint refuses the
-insert, and the batch is stored again with a fourth statement that looks the batch's
-`client_id`s up first, so a resend is answered with its first seq. On PostgreSQL up to
-four batches are in flight at once (a message need not wait for the batch before it to
-commit; batches that share a conversation queue on its row lock); SQLite has one writer.
+On PostgreSQL the three are one statement (`_PG_STORE`), so a batch costs one round trip
+and its commit; on SQLite they are three statements on the one writer. A resend (a
+`client_id` already stored) is rare: the unique constraint refuses the insert, and the
+batch is stored again in a transaction that looks the batch's `client_id`s up first, so
+a resend is answered with its first seq. On PostgreSQL up to four batches are in flight
+at once (a message need not wait for the batch before it to commit; batches that share a
+conversation queue on its row lock).
 
 Only after COMMIT does a sender get its answer and do the messages fan out; a batch that
 fails answers every sender with the error (the edge says `unavailable`, nothing was
@@ -22,8 +23,8 @@ stored) and the client resends under the same `client_id`. A broken connection (
 database restarted) is replaced and the batch retried once: the duplicate check makes a
 retry safe even if the lost COMMIT had in fact landed.
 
-Core statements on one long-lived connection: no ORM unit of work, no pool checkout and
-no pre-ping per message. See docs/performance.md.
+Statements on long-lived connections: no ORM unit of work, no pool checkout and no
+pre-ping per message. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -354,9 +355,52 @@ def _decide(
     return outcomes, stored
 
 
-# PostgreSQL: the same three (or four) statements straight on asyncpg, arrays in, one
-# round trip each. SQLAlchemy's Core costs ~1 ms of CPU per transaction here, which a
-# batch of one message pays in full.
+# PostgreSQL. The usual batch (no resend in it) is ONE statement in autocommit: lock the
+# conversations in id order, number the accepted messages, bump `last_seq`, insert, and
+# answer each message with its seq (NULL: refused). One round trip and the commit, where
+# BEGIN, three statements and COMMIT took five, each a wake-up of the node and of a
+# PostgreSQL backend. Under READ COMMITTED the locking CTE returns each row's newest
+# version (a batch that committed meanwhile), and the UPDATE then writes that row
+# (EvalPlanQual), so seqs stay gap-free across concurrent batches and nodes. `_refusal`
+# below is the same rule in Python: it names a refused message's error, and a batch on
+# which the two disagree fails loudly rather than answering wrongly.
+_PG_STORE = """
+    WITH batch AS MATERIALIZED (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[])
+            WITH ORDINALITY AS b(conversation_id, sender, staff_id, client_id, body, n)
+    ), heads AS MATERIALIZED (
+        SELECT id, status, assigned_user_id, last_seq FROM conversations
+        WHERE id = ANY($6::uuid[]) ORDER BY id FOR UPDATE
+    ), accepted AS MATERIALIZED (
+        SELECT b.*, h.last_seq + row_number()
+                OVER (PARTITION BY b.conversation_id ORDER BY b.n) AS seq
+        FROM batch b JOIN heads h ON h.id = b.conversation_id
+        WHERE h.status <> 'ended'
+          AND (b.staff_id IS NULL OR (h.assigned_user_id = b.staff_id AND h.status = 'active'))
+    ), bumped AS (
+        UPDATE conversations AS c SET
+            last_seq = a.seq,
+            last_message_at = $7,
+            last_child_message_at = CASE WHEN a.child THEN $7 ELSE c.last_child_message_at END,
+            last_staff_message_at = CASE WHEN a.staff THEN $7 ELSE c.last_staff_message_at END
+        FROM (
+            SELECT conversation_id, max(seq) AS seq, bool_or(sender = 'child') AS child,
+                   bool_or(sender = 'counsellor') AS staff
+            FROM accepted GROUP BY conversation_id
+        ) AS a
+        WHERE c.id = a.conversation_id
+    ), inserted AS (
+        INSERT INTO messages
+            (id, conversation_id, seq, sender, author_user_id, body, client_id, created_at)
+        SELECT gen_random_uuid(), conversation_id, seq, sender, staff_id, body, client_id, $7
+        FROM accepted
+    )
+    SELECT h.status, h.assigned_user_id, a.seq
+    FROM batch b LEFT JOIN heads h ON h.id = b.conversation_id LEFT JOIN accepted a USING (n)
+    ORDER BY b.n"""
+
+# After a resend was refused by the constraint: the same in a transaction of three or
+# four statements, the batch's client_ids looked up first (`_decide`).
 _PG_LOCK = """
     SELECT id, status, assigned_user_id, last_seq FROM conversations
     WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
@@ -384,54 +428,102 @@ async def _store_asyncpg(
 ) -> tuple[list[Posted | Refused], list[Stored]]:
     import asyncpg  # type: ignore[import-untyped]  # only ever on PostgreSQL
 
-    now = utcnow()
-    ids = sorted({p.conversation_id for p in batch})
     try:
-        async with driver.transaction():
-            heads = {
-                uuid.UUID(bytes=r["id"].bytes): _Head(
-                    r["status"],
-                    None
-                    if r["assigned_user_id"] is None
-                    else uuid.UUID(bytes=r["assigned_user_id"].bytes),
-                    r["last_seq"],
-                )
-                for r in await driver.fetch(_PG_LOCK, ids)
-            }
-            seen: dict[tuple[uuid.UUID, str, str], Posted] = {}
-            if check_resends:
-                client_ids = sorted({p.client_id for p in batch})
-                for r in await driver.fetch(_PG_EARLIER, ids, client_ids):
-                    key = (uuid.UUID(bytes=r["conversation_id"].bytes), r["sender"], r["client_id"])
-                    seen[key] = Posted(r["seq"], r["created_at"], duplicate=True)
-            outcomes, stored = _decide(batch, heads, seen, now)
-            if stored:
-                touched = [(cid, h) for cid, h in heads.items() if h.touched_by]
-                await driver.execute(
-                    _PG_BUMP,
-                    [cid for cid, _ in touched],
-                    [h.last_seq for _, h in touched],
-                    ["child" in h.touched_by for _, h in touched],
-                    ["counsellor" in h.touched_by for _, h in touched],
-                    now,
-                )
-                await driver.execute(
-                    _PG_INSERT,
-                    [uuid.uuid4() for _ in stored],
-                    [s.conversation_id for s in stored],
-                    [s.seq for s in stored],
-                    [s.sender for s in stored],
-                    [s.author_user_id for s in stored],
-                    [s.body for s in stored],
-                    [s.client_id for s in stored],
-                    now,
-                )
+        if check_resends:
+            return await _store_asyncpg_checked(driver, batch)
+        return await _store_asyncpg_one_statement(driver, batch)
     except asyncpg.UniqueViolationError as error:
         raise IntegrityError("a resend raced in", None, error) from error
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # Anything else ends this connection's use; the caller retries on a new one.
         raise DBAPIError("storing messages failed", None, error) from error
+
+
+async def _store_asyncpg_one_statement(
+    driver: Any, batch: list[_Pending]
+) -> tuple[list[Posted | Refused], list[Stored]]:
+    now = utcnow()
+    rows = await driver.fetch(
+        _PG_STORE,
+        [p.conversation_id for p in batch],
+        [p.sender for p in batch],
+        [p.staff_id for p in batch],
+        [p.client_id for p in batch],
+        [p.body for p in batch],
+        list({p.conversation_id for p in batch}),
+        now,
+    )
+    outcomes: list[Posted | Refused] = []
+    stored: list[Stored] = []
+    for pending, row in zip(batch, rows, strict=True):
+        status = row["status"]
+        head = None if status is None else _Head(status, _uuid(row["assigned_user_id"]), last_seq=0)
+        refusal = _refusal(pending, head)
+        seq = row["seq"]
+        if (seq is None) == (refusal is None):
+            raise AssertionError(f"the store and _refusal disagree on a message: {refusal!r}")
+        if refusal is not None:
+            outcomes.append(refusal)
+            continue
+        stored.append(
+            Stored(
+                conversation_id=pending.conversation_id,
+                seq=seq,
+                sender=pending.sender,
+                body=pending.body,
+                client_id=pending.client_id,
+                at=now,
+                queued=status == "queued",
+                author_user_id=pending.staff_id,
+            )
+        )
+        outcomes.append(Posted(seq, now, duplicate=False))
     return outcomes, stored
+
+
+async def _store_asyncpg_checked(
+    driver: Any, batch: list[_Pending]
+) -> tuple[list[Posted | Refused], list[Stored]]:
+    now = utcnow()
+    ids = sorted({p.conversation_id for p in batch})
+    async with driver.transaction():
+        heads = {
+            _uuid(r["id"]): _Head(r["status"], _uuid(r["assigned_user_id"]), r["last_seq"])
+            for r in await driver.fetch(_PG_LOCK, ids)
+        }
+        seen: dict[tuple[uuid.UUID, str, str], Posted] = {}
+        client_ids = sorted({p.client_id for p in batch})
+        for r in await driver.fetch(_PG_EARLIER, ids, client_ids):
+            key = (_uuid(r["conversation_id"]), r["sender"], r["client_id"])
+            seen[key] = Posted(r["seq"], r["created_at"], duplicate=True)
+        outcomes, stored = _decide(batch, heads, seen, now)
+        if stored:
+            touched = [(cid, h) for cid, h in heads.items() if h.touched_by]
+            await driver.execute(
+                _PG_BUMP,
+                [cid for cid, _ in touched],
+                [h.last_seq for _, h in touched],
+                ["child" in h.touched_by for _, h in touched],
+                ["counsellor" in h.touched_by for _, h in touched],
+                now,
+            )
+            await driver.execute(
+                _PG_INSERT,
+                [uuid.uuid4() for _ in stored],
+                [s.conversation_id for s in stored],
+                [s.seq for s in stored],
+                [s.sender for s in stored],
+                [s.author_user_id for s in stored],
+                [s.body for s in stored],
+                [s.client_id for s in stored],
+                now,
+            )
+    return outcomes, stored
+
+
+def _uuid(value: Any) -> Any:
+    """asyncpg's own UUID as the standard one (they compare unequal)."""
+    return None if value is None else uuid.UUID(bytes=value.bytes)
 
 
 async def _discard(connection: AsyncConnection) -> None:

@@ -181,6 +181,75 @@ async def test_each_sender_in_a_batch_gets_its_own_answer(world: World, database
     assert await stored_rows(database_url, world.ended) == []
 
 
+async def test_refusals_in_a_batch_without_resends(world: World, database_url: str) -> None:
+    """The usual batch (no resend) is one statement on PostgreSQL: its refusals and
+    seqs must be those of the rule in Python."""
+    answers = await asyncio.gather(
+        world.log.post(world.active, sender="child", client_id="a", body="1"),
+        world.log.post(world.ended, sender="child", client_id="b", body="2"),
+        world.log.post(
+            world.active, sender="counsellor", staff_id=world.colleague, client_id="c", body="3"
+        ),
+        world.log.post(world.queued, sender="child", client_id="d", body="4"),
+        world.log.post(
+            world.queued, sender="counsellor", staff_id=world.counsellor, client_id="e", body="5"
+        ),
+        world.log.post(uuid.uuid4(), sender="child", client_id="f", body="6"),
+        world.log.post(
+            world.active, sender="counsellor", staff_id=world.counsellor, client_id="g", body="7"
+        ),
+        world.log.post(world.active, sender="child", client_id="h", body="8"),
+        return_exceptions=True,
+    )
+    first, late, not_theirs, waiting, not_taken, nowhere, reply, second = answers
+    assert [a.seq for a in (first, reply, second) if isinstance(a, Posted)] == [1, 2, 3]
+    assert isinstance(waiting, Posted) and waiting.seq == 1
+    assert isinstance(late, Refused) and late.code == "closed"
+    assert isinstance(not_theirs, Refused) and not_theirs.code == "forbidden"
+    assert isinstance(not_taken, Refused) and not_taken.code == "forbidden"
+    assert isinstance(nowhere, Refused) and nowhere.code == "not_found"
+    rows = await stored_rows(database_url, world.active)
+    assert [(r.seq, r.client_id, r.body) for r in rows] == [
+        (1, "a", "1"),
+        (2, "g", "7"),
+        (3, "h", "8"),
+    ]
+    assert [r.author_user_id for r in rows] == [None, world.counsellor, None]
+    assert await stored_rows(database_url, world.ended) == []
+    assert {(s.conversation_id, s.seq, s.queued) for s in world.fanned} == {
+        (world.active, 1, False),
+        (world.active, 2, False),
+        (world.active, 3, False),
+        (world.queued, 1, True),
+    }
+
+
+async def test_two_nodes_writing_one_conversation_keep_seqs_gap_free(
+    world: World, database_url: str
+) -> None:
+    """Batches of two nodes lock the same row: the later one numbers after the earlier
+    one's commit, whichever wins."""
+    engine = create_engine(database_url)
+    other = MessageLog(engine, lambda _stored: asyncio.sleep(0))
+    other.start()
+    try:
+        answers = await asyncio.gather(
+            *(
+                (world.log if k % 2 else other).post(
+                    world.active, sender="child", client_id=f"n{k}", body=str(k)
+                )
+                for k in range(300)
+            )
+        )
+    finally:
+        await other.close()
+        await engine.dispose()
+    assert sorted(a.seq for a in answers) == list(range(1, 301))
+    rows = await stored_rows(database_url, world.active)
+    assert [r.seq for r in rows] == list(range(1, 301))
+    assert sorted(r.client_id for r in rows) == sorted(f"n{k}" for k in range(300))
+
+
 async def test_a_closed_writer_stores_what_it_holds_and_refuses_the_rest(world: World) -> None:
     handed_in = [
         asyncio.ensure_future(
