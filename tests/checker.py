@@ -2,32 +2,40 @@
 
 A fault test records what each sender had acknowledged and every `msg` frame each
 party (the child, a counsellor, a monitoring supervisor) received on each of its
-connections, then asks `violations(...)` what went wrong; the test asserts the list
-is empty. The checker counts raw frames: the only deduplication it grants is the one
-the protocol gives a client, resuming with `last_seq`. So on each connection a frame
-whose seq is not above everything that connection already held (its `last_seq` when
-it resumed, or a frame it received before) is a duplicate, even if a careful page
-would have ignored it.
+connections, and, where it can read it, what the database stored; then it asks
+`violations(...)` what went wrong and asserts the list is empty. The checker counts raw
+frames: the only deduplication it grants is the one the protocol gives a client,
+resuming with `last_seq`. So a frame whose seq is not above everything its connection
+already held (its `last_seq` when it resumed, or a frame it received before) is a
+duplicate, even if a careful page would have ignored it; and so is a seq a party
+already received on an earlier connection, since a page resumes from what it holds.
 
 Rules, per conversation:
 
 - every acknowledged message is stored at the seq its ack named, once: no two
   messages share a seq, and every seq is in 1..N;
+- where the test read the database: its seqs are 1..N without a gap, no client_id of
+  one side is stored twice, and each acknowledged seq holds that side's client_id;
 - every party that stayed to the end received every seq 1..N exactly once;
   a party that left (a released counsellor) received a gap-free prefix;
 - on each connection seqs strictly increase, and (where the server promises gap fill,
   which is every connection that has a cursor) without skipping one;
 - each seq has one body and one sender whoever received it, and it is the
-  acknowledged body and sender.
+  acknowledged body and sender, and the stored one.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
+from db.engine import create_engine
+from db.models import Message
 from tests.clients import Client
 
 
@@ -36,6 +44,18 @@ class Acked:
     """A message its sender holds an `ack` for."""
 
     seq: int
+    # None where the test kept no copy of what it sent: then only the stored row, the
+    # same for every party, vouches for the body.
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A row of the conversation's messages, as the database holds it."""
+
+    seq: int
+    sender: str
+    client_id: str | None
     body: str
 
 
@@ -81,14 +101,14 @@ class Party:
 
 def acknowledged(
     clients: Iterable[Client],
-    bodies: Mapping[str, str],
+    bodies: Mapping[str, str] | None,
     conversation_id: str | None = None,
 ) -> dict[str, Acked]:
     """What one side holds acks for, over all its connections, keyed by client_id.
 
-    `bodies` maps each client_id the side sent to the body it sent. An ack for a
-    client_id that was never sent, or two acks for one client_id naming different
-    seqs, break the contract on their own and raise at once.
+    `bodies` maps each client_id the side sent to the body it sent (None if the test
+    did not keep them). An ack for a client_id that was never sent, or two acks for one
+    client_id naming different seqs, break the contract on their own and raise at once.
     """
     held: dict[str, Acked] = {}
     for client in clients:
@@ -96,15 +116,30 @@ def acknowledged(
             if frame["type"] != "ack" or not _about(frame, conversation_id):
                 continue
             client_id, seq = frame["client_id"], frame["seq"]
-            if client_id not in bodies:
+            if bodies is not None and client_id not in bodies:
                 raise AssertionError(f"an ack for {client_id!r}, which was never sent")
             earlier = held.get(client_id)
             if earlier is not None and earlier.seq != seq:
                 raise AssertionError(
                     f"{client_id!r} acknowledged as seq {earlier.seq} and as seq {seq}"
                 )
-            held[client_id] = Acked(seq, bodies[client_id])
+            held[client_id] = Acked(seq, None if bodies is None else bodies[client_id])
     return held
+
+
+async def stored(database_url: str, conversation_id: str) -> list[Stored]:
+    """The conversation's messages in the database, in seq order."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                select(Message)
+                .where(Message.conversation_id == uuid.UUID(conversation_id))  # type: ignore[arg-type]
+                .order_by(Message.seq)  # type: ignore[arg-type]
+            )
+            return [Stored(m.seq, m.sender, m.client_id, m.body) for m in result.all()]
+    finally:
+        await engine.dispose()
 
 
 def violations(
@@ -112,15 +147,19 @@ def violations(
     parties: Sequence[Party],
     *,
     last_seq: int | None = None,
+    rows: Sequence[Stored] | None = None,
 ) -> list[str]:
     """Every way delivery in one conversation fell short, in words; empty if none.
 
     `acked` maps each sender as `msg.from` names it ("child", "counsellor") to what it
-    holds acks for. `last_seq` is the conversation's last seq if the test knows it (from
-    the database); otherwise the highest seq anyone acknowledged or received.
+    holds acks for. `rows` is what the database stored, if the test read it; the last
+    seq is then the highest stored. Otherwise `last_seq` is the conversation's last seq
+    if the test knows it, or else the highest seq anyone acknowledged or received.
     """
+    if rows is not None and last_seq is not None:
+        raise TypeError("pass the stored rows or the last seq, not both")
     problems: list[str] = []
-    expected: dict[int, tuple[str, str, str]] = {}  # seq -> (sender, client_id, body)
+    expected: dict[int, tuple[str, str, str | None]] = {}  # seq -> (sender, client_id, body)
     for sender, messages in acked.items():
         for client_id, message in messages.items():
             other = expected.get(message.seq)
@@ -135,18 +174,35 @@ def violations(
             expected[message.seq] = (sender, client_id, message.body)
 
     received = [f for p in parties for c in p.connections for f in c.frames]
-    last = last_seq
-    if last is None:
-        last = max([*expected, *(f["seq"] for f in received)], default=0)
-    problems += [
-        f"{sender}'s {client_id!r} acknowledged as seq {seq}, beyond the last seq {last}"
-        for seq, (sender, client_id, _body) in sorted(expected.items())
-        if seq > last
-    ]
-    problems += _one_version_of_each(received, expected)
+    if rows is not None:
+        table = {row.seq: row for row in rows}
+        last = max(table, default=0)
+        problems += _storage(rows, expected)
+    else:
+        table = {}
+        last = (
+            last_seq
+            if last_seq is not None
+            else max([*expected, *(f["seq"] for f in received)], default=0)
+        )
+        problems += [
+            f"{sender}'s {client_id!r} acknowledged as seq {seq}, beyond the last seq {last}"
+            for seq, (sender, client_id, _body) in sorted(expected.items())
+            if seq > last
+        ]
+    problems += _one_version_of_each(received, expected, table)
     for party in parties:
         problems += _party(party, last)
     return problems
+
+
+def in_order(seqs: Iterable[int], after: int = 0) -> int:
+    """The highest seq up to which nothing is missing: what a page resumes from."""
+    held = set(seqs)
+    last = after
+    while last + 1 in held:
+        last += 1
+    return last
 
 
 def describe(problems: Sequence[str], most: int = 20) -> str:
@@ -163,39 +219,85 @@ def _about(frame: dict[str, Any], conversation_id: str | None) -> bool:
     )
 
 
-def _one_version_of_each(
-    received: list[dict[str, Any]], expected: Mapping[int, tuple[str, str, str]]
+def _storage(
+    rows: Sequence[Stored], expected: Mapping[int, tuple[str, str, str | None]]
 ) -> list[str]:
-    """One sender and body per seq, everywhere, and the acknowledged one."""
+    """The stored seqs are 1..N, nothing is stored twice, and every ack names its row."""
+    problems: list[str] = []
+    seqs = [row.seq for row in rows]
+    if seqs != list(range(1, len(seqs) + 1)):
+        problems.append(f"the database holds seqs {_ranges(seqs)}, not 1..{len(seqs)}")
+    rows_of: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for stored_row in rows:
+        if stored_row.client_id is not None:
+            rows_of[stored_row.sender, stored_row.client_id].append(stored_row.seq)
+    problems += [
+        f"{sender}'s {client_id!r} stored {len(at)} times, as seqs {_ranges(at)}"
+        for (sender, client_id), at in rows_of.items()
+        if len(at) > 1
+    ]
+    table = {r.seq: r for r in rows}
+    for seq, (sender, client_id, body) in sorted(expected.items()):
+        row = table.get(seq)
+        if row is None:
+            problems.append(f"{sender}'s {client_id!r} acknowledged as seq {seq}, not stored")
+        elif (row.sender, row.client_id) != (sender, client_id):
+            problems.append(
+                f"seq {seq} stored as {row.sender}'s {row.client_id!r}, not {sender}'s "
+                f"acknowledged {client_id!r}"
+            )
+        elif body is not None and row.body != body:
+            problems.append(
+                f"seq {seq} stored other than {sender}'s {client_id!r} ({_short(body)})"
+            )
+    return problems
+
+
+def _one_version_of_each(
+    received: list[dict[str, Any]],
+    expected: Mapping[int, tuple[str, str, str | None]],
+    table: Mapping[int, Stored],
+) -> list[str]:
+    """One sender and body per seq, everywhere, and the acknowledged and stored one."""
     problems: list[str] = []
     versions: dict[int, set[tuple[str, str]]] = defaultdict(set)
-    client_ids: dict[int, set[str]] = defaultdict(set)
+    client_ids: dict[int, set[str | None]] = defaultdict(set)
     for frame in received:
         versions[frame["seq"]].add((frame["from"], frame["body"]))
-        if "client_id" in frame:
-            client_ids[frame["seq"]].add(frame["client_id"])
+        client_ids[frame["seq"]].add(frame.get("client_id"))
     for seq in sorted(versions):
         if len(versions[seq]) > 1:
             senders = sorted(sender for sender, _body in versions[seq])
             problems.append(f"seq {seq} arrived with {len(versions[seq])} bodies ({senders})")
-        if len(client_ids[seq]) > 1:
-            problems.append(f"seq {seq} arrived with client_ids {sorted(client_ids[seq])}")
-        if seq not in expected:
-            continue
-        sender, client_id, body = expected[seq]
-        if any(version != (sender, body) for version in versions[seq]):
-            problems.append(
-                f"seq {seq} arrived other than {sender}'s acknowledged {client_id!r} "
-                f"({_short(body)})"
-            )
-        if any(c != client_id for c in client_ids[seq]):
-            problems.append(f"seq {seq} arrived as {sorted(client_ids[seq])}, not {client_id!r}")
+        if len(client_ids[seq] - {None}) > 1:
+            problems.append(f"seq {seq} arrived with client_ids {_sorted(client_ids[seq])}")
+        if seq in expected:
+            sender, client_id, body = expected[seq]
+            if any(v[0] != sender or body not in (None, v[1]) for v in versions[seq]):
+                problems.append(
+                    f"seq {seq} arrived other than {sender}'s acknowledged {client_id!r}"
+                    + (f" ({_short(body)})" if body is not None else "")
+                )
+            if any(c not in (None, client_id) for c in client_ids[seq]):
+                problems.append(
+                    f"seq {seq} arrived as {_sorted(client_ids[seq])}, not {client_id!r}"
+                )
+        row = table.get(seq)
+        if row is not None:
+            if any(version != (row.sender, row.body) for version in versions[seq]):
+                problems.append(
+                    f"seq {seq} arrived other than stored: {row.sender}'s {_short(row.body)}"
+                )
+            if any(c not in (None, row.client_id) for c in client_ids[seq]):
+                problems.append(
+                    f"seq {seq} arrived as {_sorted(client_ids[seq])}, stored as {row.client_id!r}"
+                )
     return problems
 
 
 def _party(party: Party, last: int) -> list[str]:
     problems: list[str] = []
-    counted: dict[int, int] = defaultdict(int)
+    first_on: dict[int, int] = {}  # seq -> the connection it first arrived on
     for n, connection in enumerate(party.connections, start=1):
         where = f"{party.name}, connection {n}"
         high = connection.resumed_from
@@ -212,18 +314,21 @@ def _party(party: Party, last: int) -> list[str]:
             else:
                 if seq > high + 1 and connection.fills_gaps:
                     problems.append(f"{where}: seq {seq} after seq {high}, skipping between")
-                counted[seq] += 1
+                if seq in first_on:
+                    problems.append(
+                        f"{where}: seq {seq} again (it came on connection {first_on[seq]})"
+                    )
+                else:
+                    first_on[seq] = n
             had.add(seq)
             high = max(high, seq)
-    holds = set(counted)
+    holds = set(first_on)
     if party.complete:
         missing = sorted(set(range(1, last + 1)) - holds)
         if missing:
             problems.append(f"{party.name} never received {_ranges(missing)} of 1..{last}")
     else:
-        prefix = 0
-        while prefix + 1 in holds:
-            prefix += 1
+        prefix = in_order(holds)
         after = sorted(s for s in holds if s > prefix)
         if after:
             problems.append(
@@ -246,6 +351,11 @@ def _ranges(seqs: Iterable[int]) -> str:
     if not spans:
         return "nothing"
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _sorted(client_ids: Iterable[str | None]) -> list[str | None]:
+    """Client_ids for a message, a frame without one (None) first."""
+    return sorted(client_ids, key=lambda c: (c is not None, c or ""))
 
 
 def _short(body: str, most: int = 30) -> str:

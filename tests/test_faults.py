@@ -1,8 +1,7 @@
 """Faults a deployment meets, each ending with the delivery checker (tests/checker.py):
 PostgreSQL stopped and restarted under a running server process, a phone too slow to
 read its messages, and publishes lost between two nodes while children move between them.
-
-The checker itself comes first: a checker that cannot fail proves nothing.
+The checker's own tests, proving it can fail, are in tests/test_checker.py.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from chat_server.settings import Settings
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
 from tests import checker, conftest
-from tests.checker import Acked, Connection, Party
+from tests.checker import Acked, Connection, Party, stored
 from tests.clients import Client, connect_child, connect_staff
 from tests.conftest import (
     IN_CI,
@@ -50,7 +49,7 @@ from tests.conftest import (
 )
 from tests.test_brokers import REDIS_URL, require_redis
 from tests.test_multinode import FAST as MULTINODE_FAST
-from tests.test_multinode import DroppingBroker, stored
+from tests.test_multinode import DroppingBroker
 
 FAST_ENV = {
     "ALO116_CHILD_MESSAGES_PER_SECOND": "1000",
@@ -59,56 +58,6 @@ FAST_ENV = {
     "ALO116_STAFF_MESSAGE_BURST": "1000",
 }
 BACK_WITHIN = 10.0  # a send retried with backoff must succeed this soon after PostgreSQL is back
-
-
-# --- the checker on made-up deliveries -------------------------------------------------------
-
-
-def _msg(seq: int, sender: str = "child", body: str | None = None) -> dict[str, Any]:
-    return {"type": "msg", "seq": seq, "from": sender, "body": body or f"m{seq}"}
-
-
-def _acked(*seqs: int) -> dict[str, dict[str, Acked]]:
-    return {"child": {f"c{s}": Acked(s, f"m{s}") for s in seqs}}
-
-
-def test_the_checker_passes_a_clean_delivery_across_a_resume() -> None:
-    first = Connection([_msg(1), _msg(2), _msg(3)])
-    second = Connection([_msg(4), _msg(5)], resumed_from=3)
-    assert checker.violations(_acked(1, 2, 3, 4, 5), [Party("child", [first, second])]) == []
-
-
-def test_the_checker_counts_a_frame_replayed_below_last_seq_as_a_duplicate() -> None:
-    first = Connection([_msg(1), _msg(2), _msg(3)])
-    second = Connection([_msg(3), _msg(4)], resumed_from=3)
-    problems = checker.violations(_acked(1, 2, 3, 4), [Party("child", [first, second])])
-    assert problems == ["child, connection 2: seq 3 again (it resumed from 3 and had nothing)"]
-
-
-def test_the_checker_finds_repeats_disorder_gaps_and_losses() -> None:
-    party = Party("counsellor", [Connection([_msg(1), _msg(3), _msg(2), _msg(3)])])
-    problems = checker.violations(_acked(1, 2, 3, 4), [party])
-    assert problems == [
-        "counsellor, connection 1: seq 3 after seq 1, skipping between",
-        "counsellor, connection 1: seq 2 after seq 3",
-        "counsellor, connection 1: seq 3 again (it resumed from 0 and had 1-3)",
-        "counsellor never received 2, 4 of 1..4",
-    ]
-
-
-def test_the_checker_finds_a_wrong_body_and_two_messages_on_one_seq() -> None:
-    acked = _acked(1) | {"counsellor": {"k1": Acked(1, "hello")}}
-    party = Party("child", [Connection([_msg(1, body="changed")])])
-    problems = checker.violations(acked, [party])
-    assert problems[0] == "seq 1 acknowledged twice: to child as 'c1' and to counsellor as 'k1'"
-    assert problems[1] == "seq 1 arrived other than child's acknowledged 'c1' ('m1')"
-
-
-def test_the_checker_asks_only_a_prefix_of_a_party_that_left() -> None:
-    gone = Party("first counsellor", [Connection([_msg(1), _msg(2)])], complete=False)
-    holed = Party("second", [Connection([_msg(1), _msg(3)], fills_gaps=False)], complete=False)
-    problems = checker.violations(_acked(1, 2, 3), [gone, holed], last_seq=3)
-    assert problems == ["second (left) holds 1..1 and then 3, not a prefix"]
 
 
 # --- PostgreSQL restarted mid-chat ------------------------------------------------------------
@@ -207,22 +156,6 @@ async def _create_counsellor(url: str, username: str) -> None:
         await engine.dispose()
 
 
-async def _stored(cluster: PrivatePostgres, database: str, conversation_id: str) -> list[Any]:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=cluster.port, user="postgres", database=database
-    )
-    try:
-        return list(
-            await conn.fetch(
-                "SELECT seq, sender, client_id, body FROM messages"
-                " WHERE conversation_id = $1 ORDER BY seq",
-                conversation_id,
-            )
-        )
-    finally:
-        await conn.close()
-
-
 @pytest.mark.postgres
 async def test_a_postgresql_restart_mid_chat_refuses_sends_as_unavailable_and_loses_nothing(
     private_postgres: PrivatePostgres,
@@ -268,8 +201,8 @@ async def test_a_postgresql_restart_mid_chat_refuses_sends_as_unavailable_and_lo
         tries += [await kid.retry("c-after", "Faleminderit"), await adult.retry("k-after", "S'ka")]
         print(f"sends needed after each outage (child, counsellor, child, counsellor): {tries}")
 
-        rows = await _stored(private_postgres, "alo116", cid)
-        assert [r["seq"] for r in rows] == list(range(1, 17)), "stored seqs are gap-free"
+        rows = await stored(url, cid)
+        assert len(rows) == 16
         for side in (kid, adult):
             await _read_up_to(side.client, 16, cid if side is adult else None)
         problems = checker.violations(
@@ -278,10 +211,10 @@ async def test_a_postgresql_restart_mid_chat_refuses_sends_as_unavailable_and_lo
                 Party("child", [Connection.of(child)]),
                 Party("counsellor", [Connection.of(counsellor, cid)]),
             ],
-            last_seq=len(rows),
+            rows=rows,
         )
         assert problems == [], checker.describe(problems)
-        assert {(r["sender"], r["client_id"]) for r in rows} == {
+        assert {(r.sender, r.client_id) for r in rows} == {
             *(("child", c) for c in kid.bodies),
             *(("counsellor", k) for k in adult.bodies),
         }
@@ -477,7 +410,7 @@ async def _overflow_a_slow_child(live: LiveServer, caplog: pytest.LogCaptureFixt
 
 
 async def test_a_child_too_slow_to_read_is_closed_and_resumes_missing_nothing(
-    make_live: MakeLive, caplog: pytest.LogCaptureFixture
+    make_live: MakeLive, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = await make_live(
         outbound_queue_size=QUEUE,
@@ -513,6 +446,8 @@ async def test_a_child_too_slow_to_read_is_closed_and_resumes_missing_nothing(
         assert not errors, f"console {n}: {errors[:3]}"
         await console.send(type="ping")
         await console.expect("pong")
+    rows = await stored(database_url, cid)
+    assert len(rows) == last + 1
     problems = checker.violations(
         {"child": kid.acked(), "counsellor": adult.acked()},
         [
@@ -522,7 +457,7 @@ async def test_a_child_too_slow_to_read_is_closed_and_resumes_missing_nothing(
                 for n, console in enumerate(adult.clients, start=1)
             ),
         ],
-        last_seq=last + 1,
+        rows=rows,
     )
     assert problems == [], checker.describe(problems)
     print(f"overflow after {len(adult.bodies) - 3} messages of 8 KB; the phone had seq {held}")
@@ -644,7 +579,8 @@ async def test_lost_publishes_cost_nothing_to_children_moving_node_or_to_a_monit
         for (kid, adult), held in zip(chats, resumed, strict=True):
             cid = adult.conversation_id
             assert cid is not None
-            last = len(await stored(postgres_database, cid))
+            rows = await stored(postgres_database, cid)
+            last = len(rows)
             await _read_up_to(kid.client, last, None)
             for console in (*consoles, supervisor):
                 await _read_up_to(console, last, cid)
@@ -664,7 +600,7 @@ async def test_lost_publishes_cost_nothing_to_children_moving_node_or_to_a_monit
                     ),
                     Party("supervisor", [Connection.of(supervisor, cid)]),
                 ],
-                last_seq=last,
+                rows=rows,
             )
             assert problems == [], checker.describe(problems)
             assert last == 40
@@ -675,8 +611,4 @@ async def test_lost_publishes_cost_nothing_to_children_moving_node_or_to_a_monit
 
 def _in_order(connection: Connection) -> int:
     """The highest seq up to which the connection holds everything: what a page resumes from."""
-    held = {f["seq"] for f in connection.frames}
-    last = connection.resumed_from
-    while last + 1 in held:
-        last += 1
-    return last
+    return checker.in_order((f["seq"] for f in connection.frames), connection.resumed_from)

@@ -1,9 +1,9 @@
 """Several nodes on one PostgreSQL and one Redis: chats across nodes, and the faults a
 deployment meets (a node killed, Redis dropped or restarted, publishes lost).
 
-Each fault test ends with the same checker: for every conversation, every party received
-every stored message exactly once, in seq order, and every acknowledged message is stored
-at the seq its ack named.
+Each fault test ends with the delivery checker (tests/checker.py), against what the
+database stored: for every conversation, every party received every stored message exactly
+once, in seq order, and every acknowledged message is stored at the seq its ack named.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import random
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,12 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
 
 from chat_server import accounts, runtime
 from chat_server.brokers import Broker, Deliver, Event
 from chat_server.settings import Settings
-from db.engine import create_engine
-from db.models import Message
-from tests import conftest
+from tests import checker, conftest
 from tests.clients import Client, connect_child, connect_staff
 from tests.conftest import (
     PASSWORD,
@@ -131,28 +127,24 @@ class Party:
 
     def in_order(self) -> int:
         """The highest seq up to which nothing is missing: what a page resumes from."""
-        held = set(self.seqs())
-        last = 0
-        while last + 1 in held:
-            last += 1
-        return last
+        return checker.in_order(self.seqs())
 
     def acks(self) -> dict[str, int]:
         return {f["client_id"]: f["seq"] for f in self.frames("ack")}
 
-
-async def stored(database_url: str, conversation_id: str) -> list[Message]:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(
-                select(Message)
-                .where(Message.conversation_id == uuid.UUID(conversation_id))  # type: ignore[arg-type]
-                .order_by(Message.seq)  # type: ignore[arg-type]
+    def checked(self, *, complete: bool = True) -> checker.Party:
+        """As tests/checker.py reads it. These pages resume each new connection from
+        what they held in order (`in_order`) when they opened it, and a closed socket
+        receives nothing more, so that is worked out again here."""
+        connections: list[checker.Connection] = []
+        held: set[int] = set()
+        for client in self.connections:
+            connection = checker.Connection.of(
+                client, self.conversation_id, resumed_from=checker.in_order(held)
             )
-            return list(result.all())  # type: ignore[arg-type]
-    finally:
-        await engine.dispose()
+            connections.append(connection)
+            held |= {f["seq"] for f in connection.frames}
+        return checker.Party(self.name, connections, complete)
 
 
 async def catch_up(party: Party, last: int, timeout: float = SETTLE) -> None:
@@ -172,36 +164,25 @@ async def check_delivery(
     staff: list[Party],
     left: list[Party] = (),  # type: ignore[assignment]
 ) -> int:
-    """Every party that is still there received every stored message once, in order;
-    parties that left received an in-order prefix; every ack names its stored message."""
-    rows = await stored(database_url, child.conversation_id)
-    last = len(rows)
-    assert [r.seq for r in rows] == list(range(1, last + 1)), "stored seqs are gap-free"
-    by_seq = {r.seq: r for r in rows}
+    """The delivery contract (tests/checker.py) against what the database stored: the
+    parties still there hold every message, those that left a prefix. The last seq."""
+    rows = await checker.stored(database_url, child.conversation_id)
     for party in (child, *staff):
-        await catch_up(party, last)
-        seqs = party.seqs()
-        assert seqs == list(range(1, last + 1)), f"{party.name} got {_describe(seqs, last)}"
-        for frame in party.frames("msg"):
-            assert frame["body"] == by_seq[frame["seq"]].body, f"{party.name}: wrong body"
-    for party in left:
-        seqs = party.seqs()
-        assert seqs == list(range(1, len(seqs) + 1)), f"{party.name} got {_describe(seqs, last)}"
-    for party, sender in ((child, "child"), *((p, "counsellor") for p in (*staff, *left))):
-        for client_id, seq in party.acks().items():
-            row = by_seq.get(seq)
-            assert row is not None and (row.sender, row.client_id) == (sender, client_id), (
-                f"{party.name}'s ack {client_id}->{seq} does not match what is stored"
-            )
-    assert len({(r.sender, r.client_id) for r in rows}) == last, "something was stored twice"
-    return last
-
-
-def _describe(seqs: list[int], last: int) -> str:
-    missing = sorted(set(range(1, last + 1)) - set(seqs))
-    doubled = sorted({s for s in seqs if seqs.count(s) > 1})
-    disorder = seqs != sorted(seqs)
-    return f"{len(seqs)} of {last}; missing {missing}, doubled {doubled}, out of order {disorder}"
+        await catch_up(party, len(rows))
+    cid = child.conversation_id
+    acked = {
+        "child": checker.acknowledged(child.connections, None, cid),
+        "counsellor": checker.acknowledged(
+            [c for p in (*staff, *left) for c in p.connections], None, cid
+        ),
+    }
+    parties = [
+        *(p.checked() for p in (child, *staff)),
+        *(p.checked(complete=False) for p in left),
+    ]
+    problems = checker.violations(acked, parties, rows=rows)
+    assert problems == [], checker.describe(problems)
+    return len(rows)
 
 
 # --- helpers ---------------------------------------------------------------------------------
