@@ -442,6 +442,11 @@ async def _store_asyncpg(
 async def _store_asyncpg_one_statement(
     driver: Any, batch: list[_Pending]
 ) -> tuple[list[Posted | Refused], list[Stored]]:
+    if driver.is_in_transaction():
+        # Then the statement would not commit, and its senders must not hear it stored:
+        # fail the attempt, and the retry takes a new connection.
+        error = RuntimeError("the writer's connection is inside a transaction")
+        raise DBAPIError("storing messages failed", None, error)
     now = utcnow()
     rows = await driver.fetch(
         _PG_STORE,
