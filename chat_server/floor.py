@@ -38,6 +38,13 @@ HANDLE_TIME_SAMPLE = 50
 HANDLE_TIME_TTL_S = 60.0
 # A child whose own first `state` has not come within this time gets the queue's anyway.
 INTRODUCTION_GRACE_S = 2.0
+# The queue length and staffing behind a joining child's availability are read at most
+# this often, and afresh once this node hears (`floor`) that they changed: a mass reconnect
+# of thousands of phones costs a read a second, not two queries per `hello`. A change shows
+# this late only when its `floor` event is lost (pub/sub may drop); a counsellor whose
+# console just died counts anyway until the staff grace period; and opening hours are
+# checked at every answer, so "closed" is never late.
+AVAILABILITY_TTL_S = 1.0
 
 # What a waiting child's place is made of, read from the queue index.
 _PLACE_COLUMNS = (Conversation.id, Conversation.priority, Conversation.queued_at, Conversation.mode)
@@ -63,6 +70,15 @@ class Staffing:
     @property
     def counsellors_online(self) -> int:
         return len(self.on_duty)
+
+
+@dataclass(frozen=True, slots=True)
+class Joining:
+    """What a joining child's availability is made of, besides the opening hours."""
+
+    queue_length: int
+    staffing: Staffing
+    read_at: float  # loop time when the read began, so its age is never understated
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +119,14 @@ class Floor:
             weakref.WeakKeyDictionary()
         )
         self._handle_time: tuple[float, float] | None = None  # seconds, read at (loop time)
-        hub.listen(FLOOR, lambda _event: self.refresh())
+        # The last `Joining` read, shared by every `hello` until it ages out or the floor
+        # changes; the read under way, which callers meanwhile wait for instead of each
+        # running their own; and a count of changes heard, so that a read begun before
+        # one is handed to its waiters but not kept.
+        self._joining: Joining | None = None
+        self._joining_read: asyncio.Task[Joining] | None = None
+        self._floor_changes = 0
+        hub.listen(FLOOR, self._floor_changed)
         hub.intercept(self._note_event)
 
     # --- the queue ----------------------------------------------------------------------
@@ -145,7 +168,20 @@ class Floor:
         )
 
     async def availability_now(self) -> Event:
-        """What a child joining now can expect."""
+        """What a child joining now can expect: from a read at most `AVAILABILITY_TTL_S`
+        old, which concurrent callers share."""
+        loop = asyncio.get_running_loop()
+        joining = self._joining
+        if joining is None or loop.time() - joining.read_at >= AVAILABILITY_TTL_S:
+            if self._joining_read is None or self._joining_read.done():
+                self._joining_read = loop.create_task(self._read_joining())
+            # Shielded: a child that hangs up mid-read must not cancel it for the others.
+            joining = await asyncio.shield(self._joining_read)
+        return self.availability(joining.staffing, joining.queue_length + 1)
+
+    async def _read_joining(self) -> Joining:
+        changes = self._floor_changes
+        read_at = asyncio.get_running_loop().time()
         async with self.db() as session:
             length = (
                 await session.execute(
@@ -155,7 +191,17 @@ class Floor:
                 )
             ).scalar_one()
             staffing = await self._staffing(session)
-        return self.availability(staffing, int(length) + 1)
+        joining = Joining(int(length), staffing, read_at)
+        if changes == self._floor_changes:
+            self._joining = joining
+        return joining
+
+    def _floor_changed(self, _event: Event) -> None:
+        """The queue or staffing changed (on any node): recompute positions, and answer
+        the next `hello` from a fresh read."""
+        self._joining = None
+        self._floor_changes += 1
+        self.refresh()
 
     async def child_state(self, conversation: Conversation) -> Event:
         """The `state` frame for a child: status, and place in the queue while waiting."""
@@ -320,6 +366,8 @@ class Floor:
             # Stopping the node: no refresh may run on a closed database.
             self.refresh.cancel()
             self.refresh_floor.cancel()
+            if self._joining_read is not None:
+                self._joining_read.cancel()
 
     async def _sweep_forever(self) -> None:
         last_heartbeat = 0.0

@@ -5,7 +5,8 @@ What a deployment relies on: a node told to stop closes every socket with 1012, 
 what it was handed before it exits (within its bound, exit status 0), and its clients
 reconnect to the other node, resume by seq and resend what had no ack. The checker of
 tests/test_multinode.py then holds for every conversation: every acknowledged message
-reached every party exactly once, in seq order, and nothing was stored twice.
+reached every party exactly once, in seq order, and nothing was stored twice. And the
+stopping node does not report its children gone: their chats wait for them elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +23,10 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from db.engine import create_engine
+from db.models import Conversation
 from tests.clients import Client, connect_child
-from tests.conftest import ServerProcess, server_process
+from tests.conftest import LiveServer, ServerProcess, server_process
 from tests.test_multinode import (
     FAST_ENV,
     Party,
@@ -30,6 +34,7 @@ from tests.test_multinode import (
     check_delivery,
     counsellor_on,
     login,
+    nodes,  # noqa: F401 - a fixture
     pg_url,  # noqa: F401 - a fixture
     processes,  # noqa: F401 - a fixture
     redis_url,  # noqa: F401 - a fixture
@@ -210,3 +215,66 @@ async def test_a_rolling_restart_under_load_loses_nothing(
         for speaker in speakers:
             for client in speaker.party.connections:
                 await client.close()
+
+
+async def stored_conversation(database_url: str, conversation_id: str) -> Conversation:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                Conversation.__table__.select().where(  # type: ignore[attr-defined]
+                    Conversation.id == uuid.UUID(conversation_id)
+                )
+            )
+            return Conversation(**result.one()._mapping)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_child_whose_node_stops_is_still_held_and_resumes_on_another(
+    pg_url: str,  # noqa: F811
+    redis_url: str,  # noqa: F811
+    nodes: Callable[..., Any],  # noqa: F811
+    processes: list[ServerProcess],  # noqa: F811
+) -> None:
+    """A node told to stop has not seen its children leave (they are on their way to
+    another node), so it must not say they went: no `offline` to the counsellor, no
+    leaving time stored that could land after the other node's `online`."""
+    env = FAST_ENV | {"ALO116_REDIS_URL": redis_url, "ALO116_LOG_LEVEL": "info"}
+    stopping = server_process(pg_url, **env)
+    processes.append(stopping)
+    await asyncio.to_thread(stopping.start)
+    other: LiveServer = await nodes(pg_url, redis_url)
+    counsellor = await other.counsellor(name="Besnik")
+    child = await connect_child(stopping.url.replace("http://", "ws://"))
+    kid, adult = await chat_between(child, counsellor)
+    await child.send(type="send", client_id="c1", body="A je aty?")
+    await child.expect("ack", client_id="c1")
+    await counsellor.expect("msg", seq=1)
+
+    await asyncio.to_thread(terminate, stopping)
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await child.recv()
+    assert child.connection.close_code == 1012
+
+    held = await stored_conversation(pg_url, kid.conversation_id)
+    assert counsellor.identity is not None
+    assert (held.status, held.assigned_user_id, held.child_left_at) == (
+        "active",
+        counsellor.identity.id,
+        None,
+    )
+    await counsellor.quiet(0.5)  # what the stopping node published has crossed Redis
+    assert [f["child"] for f in adult.frames("presence")] == []
+
+    back = await connect_child(other.ws_url, token=child.token, last_seq=1)
+    other.clients.append(back)
+    welcome = back.of_type("welcome")[0]
+    assert (welcome["token"], welcome["status"], welcome["last_seq"]) == (child.token, "active", 1)
+    assert (await back.expect("state", status="active"))["counsellor"] == {"name": "Besnik"}
+    assert [f["child"] for f in adult.frames("presence")] == []
+    await counsellor.send(
+        type="send", conversation_id=kid.conversation_id, client_id="k1", body="Po, jam këtu."
+    )
+    assert (await back.expect("msg", seq=2))["body"] == "Po, jam këtu."
