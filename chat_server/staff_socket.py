@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chat_server import accounts, alerts, protocol, records, taxonomy
+from chat_server import accounts, alerts, protocol, records, taxonomy, transfers
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.connection import Connection
@@ -63,12 +63,26 @@ class StaffSession:
             await hub.join(self.connection, conv_channel(conversation.id))
         if self.staff.supervises:
             await hub.join(self.connection, alerts.SUPERVISORS)
-        self.connection.start(first=await self.services.floor.snapshot(self.staff))
+        self.connection.start(first=await self.snapshot())
         asyncio.get_running_loop().call_later(
             self.services.settings.resume_grace_s, self.connection.release
         )
         if self.staff.supervises:
             self.connection.push(await self.services.floor.floor_view())
+
+    async def snapshot(self) -> Event:
+        """The floor's snapshot, with what a console coming back would otherwise forget
+        until the next event: each chat's risk level, its transfer waiting for an answer
+        and the note it was handed over with, and the offers waiting for my answer."""
+        snapshot = await self.services.floor.snapshot(self.staff)
+        chats = snapshot["chats"]
+        standing, offers = await self.services.transfers.standing(
+            self.staff.id, [uuid.UUID(c["conversation_id"]) for c in chats]
+        )
+        for chat in chats:
+            chat.update(standing.get(chat["conversation_id"], {}))
+        snapshot["offers"] = offers
+        return snapshot
 
     def follows(self, conversation_id: uuid.UUID) -> bool:
         return self.connection in self.services.hub.members(conv_channel(conversation_id))
@@ -85,7 +99,8 @@ class StaffSession:
         elif isinstance(message, protocol.Status):
             await conversations.set_status(staff, message.value)
         elif isinstance(message, protocol.Take):
-            await conversations.take(staff, message.conversation_id)
+            taken = await conversations.take(staff, message.conversation_id)
+            await transfers.tell_handover(self.services.db, self.services.hub, taken)
         elif isinstance(message, protocol.StaffSend):
             cid = message.conversation_id
             if not self.limits.sends.allow(time.monotonic()):

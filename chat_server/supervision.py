@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import alerts, audit, protocol, switchboard
+from chat_server import alerts, audit, protocol, switchboard, transfers
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations, assigned_frame, load_of
@@ -163,9 +163,15 @@ class Supervision:
             previous = conversation.assigned_user_id
             if previous == staff.id:
                 raise Refused("conflict", "this chat is already yours")
+            # A transfer waiting for a colleague's answer is void now: nobody may accept a
+            # chat that has become the supervisor's, and its note was for the colleague.
+            offered_to = conversation.transfer_to_user_id
+            offered_by = conversation.transfer_from_user_id
             conversation.assigned_user_id = staff.id
             conversation.assigned_at = utcnow()
             conversation.transfer_to_user_id = None
+            conversation.transfer_from_user_id = None
+            conversation.transfer_note = None
             conversation.transfer_offered_at = None
             audit.record(
                 session,
@@ -173,6 +179,14 @@ class Supervision:
                 actor_user_id=staff.id,
                 target=target,
                 from_user_id=str(previous) if previous else None,
+            )
+        if offered_to is not None:
+            await transfers.tell_withdrawn(
+                self.hub,
+                conversation_id,
+                offered_by=offered_by,
+                offered_to=offered_to,
+                reason="takeover",
             )
         if previous is not None:
             await self.hub.publish(
@@ -192,7 +206,9 @@ class Supervision:
     async def assign(
         self, staff: StaffIdentity, conversation_id: uuid.UUID, to_user_id: uuid.UUID
     ) -> None:
-        """Give a waiting child to a named counsellor who has room."""
+        """Give a waiting child to a named counsellor who is available and has room, as a
+        transfer would; supervisors assigning a chat to themselves are judged as a `take`,
+        by capacity only."""
         target = f"conversation:{conversation_id}"
         await self.require_supervisor(staff, "assign", target)
         async with self.db() as session, session.begin():
@@ -203,13 +219,16 @@ class Supervision:
             ).scalar_one_or_none()
             if counsellor is None or not counsellor.active:
                 raise Refused("not_found", "no such counsellor")
-            load = await load_of(session, to_user_id)
-            if not switchboard.has_capacity(capacity=counsellor.max_chats, load=load):
-                raise Refused(
-                    "conflict",
-                    f"{counsellor.display_name} already has {load} of {counsellor.max_chats} chats",
-                    reason="at_capacity",
-                )
+            if to_user_id != staff.id:
+                await transfers.check_can_receive(session, counsellor)
+            else:
+                load = await load_of(session, to_user_id)
+                if not switchboard.has_capacity(capacity=counsellor.max_chats, load=load):
+                    raise Refused(
+                        "conflict",
+                        f"you already have {load} of {counsellor.max_chats} chats",
+                        reason="at_capacity",
+                    )
             assigned = (
                 await session.execute(
                     update(Conversation)
@@ -234,6 +253,7 @@ class Supervision:
                 to_user_id=str(to_user_id),
             )
         await self._hand_to(to_user_id, counsellor.display_name, assigned)
+        await transfers.tell_handover(self.db, self.hub, assigned)
 
     async def block(
         self, staff: StaffIdentity, conversation_id: uuid.UUID, *, hours: int | None, reason: str

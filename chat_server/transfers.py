@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat_server import audit, switchboard
+from chat_server import audit, protocol, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import QUEUE_CHANGED, Conversations, assigned_frame, load_of
@@ -47,8 +47,7 @@ class Transfers:
             colleague = await session.get(StaffUser, to_user_id)
             if colleague is None or not colleague.active:
                 raise Refused("not_found", "no such colleague")
-            if colleague.status != "available":
-                raise Refused("conflict", f"{colleague.display_name} is not available")
+            await check_can_receive(session, colleague)
             offered = (
                 await session.execute(
                     update(Conversation)
@@ -78,13 +77,7 @@ class Transfers:
             )
         await self.hub.publish(
             user_channel(to_user_id),
-            {
-                **assigned_frame(offered),
-                "type": "transfer_offer",
-                "from": {"id": str(staff.id), "name": staff.name},
-                "note": note,
-                "risk_level": offered.risk_level,
-            },
+            offer_frame(offered, {"id": str(staff.id), "name": staff.name}),
         )
         await self.hub.publish(
             user_channel(staff.id),
@@ -262,6 +255,53 @@ class Transfers:
         )
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
 
+    async def standing(
+        self, user_id: uuid.UUID, chat_ids: list[uuid.UUID]
+    ) -> tuple[dict[str, Event], list[Event]]:
+        """What a console coming back needs beyond the floor's snapshot: for each of its
+        chats the risk level, the transfer it waits on and the note it came with; and the
+        offers waiting for this person's answer, each as its `transfer_offer` was."""
+        async with self.db() as session:
+            mine = list(
+                (
+                    await session.execute(
+                        select(Conversation).where(Conversation.id.in_(chat_ids))  # type: ignore[attr-defined]
+                    )
+                ).scalars()
+            )
+            offered = list(
+                (
+                    await session.execute(
+                        select(Conversation)
+                        .where(
+                            Conversation.transfer_to_user_id == user_id,
+                            Conversation.status == "active",
+                        )
+                        .order_by(Conversation.transfer_offered_at)  # type: ignore[arg-type]
+                    )
+                ).scalars()
+            )
+            names = await _names(
+                session,
+                {c.transfer_to_user_id for c in mine}
+                | {c.transfer_from_user_id for c in [*mine, *offered]},
+            )
+        chats: dict[str, Event] = {
+            str(c.id): {
+                "risk_level": c.risk_level,
+                "transfer_pending": _pending(c, names),
+                "handover": _handover(c, names),
+            }
+            for c in mine
+        }
+        offers: list[Event] = []
+        for c in offered:
+            offer = offer_frame(c, _person(c.transfer_from_user_id, names))
+            del offer["type"]
+            offer["offered_at"] = protocol.iso(c.transfer_offered_at or utcnow())
+            offers.append(offer)
+        return chats, offers
+
     async def _release(self, user_id: uuid.UUID, conversation_id: uuid.UUID, reason: str) -> None:
         # On the chat's channel: every console following it (the counsellor's tabs) leaves.
         await self.hub.publish(
@@ -321,3 +361,116 @@ def priority_at_least(session: AsyncSession, floor: int) -> Any:
     if session.bind is not None and session.bind.dialect.name == "sqlite":
         return func.max(Conversation.priority, floor)
     return func.greatest(Conversation.priority, floor)
+
+
+async def tell_handover(
+    db: async_sessionmaker[AsyncSession], hub: Hub, conversation: Conversation
+) -> None:
+    """The note a chat came back to the queue with, for whoever has it now (`assigned`
+    itself is built in conversations.py, so the note follows it as its own frame)."""
+    if conversation.assigned_user_id is None or not _handed_over(conversation):
+        return
+    async with db() as session:
+        names = await _names(session, {conversation.transfer_from_user_id})
+    await hub.publish(
+        user_channel(conversation.assigned_user_id),
+        {
+            "type": "handover",
+            "conversation_id": str(conversation.id),
+            "from": _person(conversation.transfer_from_user_id, names),
+            "note": conversation.transfer_note,
+        },
+    )
+
+
+async def tell_withdrawn(
+    hub: Hub,
+    conversation_id: uuid.UUID,
+    *,
+    offered_by: uuid.UUID | None,
+    offered_to: uuid.UUID,
+    reason: str,
+) -> None:
+    """An offer that will never be answered (a supervisor took the chat over): both ends
+    hear of it as of a declined one, with the reason."""
+    if offered_by is not None:
+        await hub.publish(
+            user_channel(offered_by),
+            {
+                "type": "transfer_declined",
+                "conversation_id": str(conversation_id),
+                "reason": reason,
+            },
+        )
+    await hub.publish(
+        user_channel(offered_to),
+        {"type": "transfer_withdrawn", "conversation_id": str(conversation_id), "reason": reason},
+    )
+
+
+async def check_can_receive(session: AsyncSession, colleague: StaffUser) -> None:
+    """Refuse to hand a chat to someone who is not on duty or has no room for it: the
+    same rule for a transfer offered to a colleague and a supervisor's `assign`."""
+    if colleague.status != "available":
+        raise Refused(
+            "conflict",
+            f"{colleague.display_name} is not available ({colleague.status})",
+            reason="unavailable",
+        )
+    load = await load_of(session, colleague.id)
+    if not switchboard.has_capacity(capacity=colleague.max_chats, load=load):
+        raise Refused(
+            "conflict",
+            f"{colleague.display_name} already has {load} of {colleague.max_chats} chats",
+            reason="at_capacity",
+        )
+
+
+def offer_frame(conversation: Conversation, sender: Event | None) -> Event:
+    return {
+        **assigned_frame(conversation),
+        "type": "transfer_offer",
+        "from": sender,
+        "note": conversation.transfer_note,
+        "risk_level": conversation.risk_level,
+    }
+
+
+def _handed_over(c: Conversation) -> bool:
+    """Sent back to the queue with a note by someone else than its counsellor now (an
+    offer waiting for an answer keeps its note for the colleague instead)."""
+    return (
+        c.transfer_to_user_id is None
+        and c.transfer_from_user_id is not None
+        and c.transfer_note is not None
+        and c.transfer_from_user_id != c.assigned_user_id
+    )
+
+
+def _handover(c: Conversation, names: dict[uuid.UUID, str]) -> Event | None:
+    if not _handed_over(c):
+        return None
+    return {"from": _person(c.transfer_from_user_id, names), "note": c.transfer_note}
+
+
+def _pending(c: Conversation, names: dict[uuid.UUID, str]) -> Event | None:
+    if c.transfer_to_user_id is None or c.transfer_offered_at is None:
+        return None
+    return {
+        "to": _person(c.transfer_to_user_id, names),
+        "offered_at": protocol.iso(c.transfer_offered_at),
+    }
+
+
+def _person(user_id: uuid.UUID | None, names: dict[uuid.UUID, str]) -> Event | None:
+    return None if user_id is None else {"id": str(user_id), "name": names.get(user_id, "")}
+
+
+async def _names(session: AsyncSession, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(StaffUser.id, StaffUser.display_name).where(StaffUser.id.in_(wanted))  # type: ignore[attr-defined]
+    )
+    return {user_id: name for user_id, name in rows.all()}

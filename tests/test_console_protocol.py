@@ -132,6 +132,89 @@ async def test_transfer_refusals(live: LiveServer) -> None:
         assert (await ana.expect("error"))["code"] == code, fields
 
 
+async def test_a_transfer_to_a_colleague_without_room_is_refused(live: LiveServer) -> None:
+    _child, ana, cid = await _chat(live)
+    _other, full, _theirs = await _chat(live, max_chats=1)
+    resting = await live.counsellor()
+    await resting.send(type="status", value="break")
+    await resting.expect("me", status="break")
+    for colleague, reason in ((full, "at_capacity"), (resting, "unavailable")):
+        assert colleague.identity is not None
+        await ana.send(type="transfer", conversation_id=cid, to_user_id=str(colleague.identity.id))
+        refusal = await ana.expect("error", in_reply_to="transfer")
+        assert (refusal["code"], refusal["reason"]) == ("conflict", reason)
+        assert all(f["type"] != "transfer_offer" for f in await colleague.quiet(0.2))
+    await ana.send(type="send", conversation_id=cid, client_id="mine", body="Jam ende këtu.")
+    assert (await ana.expect("ack", client_id="mine"))["seq"] == 1
+
+
+async def test_a_console_coming_back_gets_each_chats_risk_and_the_transfers_waiting(
+    live: LiveServer,
+) -> None:
+    _child, ana, cid = await _chat(live, name="Ana")
+    besnik = await live.counsellor(name="Besnik")
+    assert ana.identity is not None and besnik.identity is not None
+    assert ana.cookie is not None and besnik.cookie is not None
+    await ana.send(type="risk", conversation_id=cid, level="high")
+    await ana.expect("risk", conversation_id=cid)
+    await ana.send(
+        type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id), note="Shkolla"
+    )
+    live_offer = await besnik.expect("transfer_offer", conversation_id=cid)
+    await ana.expect("transfer_pending", conversation_id=cid)
+
+    mine = await (await live.staff_client(ana.cookie)).expect("snapshot")
+    [chat] = mine["chats"]
+    assert chat["risk_level"] == "high"
+    pending = chat["transfer_pending"]
+    assert pending["to"] == {"id": str(besnik.identity.id), "name": "Besnik"}
+    assert pending["offered_at"].endswith("Z")
+    assert chat["handover"] is None
+    assert mine["offers"] == []
+
+    theirs = await (await live.staff_client(besnik.cookie)).expect("snapshot")
+    assert theirs["chats"] == []
+    [offer] = theirs["offers"]
+    assert offer.pop("offered_at").endswith("Z")
+    assert offer == {k: v for k, v in live_offer.items() if k != "type"}
+    assert (offer["from"]["name"], offer["note"], offer["risk_level"]) == ("Ana", "Shkolla", "high")
+
+    # Declined: neither console coming back shows it any more.
+    await besnik.send(type="transfer_decline", conversation_id=cid)
+    await ana.expect("transfer_declined", conversation_id=cid)
+    mine = await (await live.staff_client(ana.cookie)).expect("snapshot")
+    assert mine["chats"][0]["transfer_pending"] is None
+    assert (await (await live.staff_client(besnik.cookie)).expect("snapshot"))["offers"] == []
+
+
+async def test_the_note_of_a_transfer_to_the_queue_reaches_whoever_takes_the_chat_next(
+    live: LiveServer,
+) -> None:
+    _child, ana, cid = await _chat(live, name="Ana")
+    assert ana.identity is not None
+    await ana.send(type="transfer", conversation_id=cid, note="Ka frikë nga babai.")
+    await ana.expect("released", conversation_id=cid)
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.cookie is not None
+    await besnik.send(type="take", conversation_id=cid)
+    await besnik.expect("assigned", conversation_id=cid)
+    handover = await besnik.expect("handover", conversation_id=cid)
+    assert handover["from"] == {"id": str(ana.identity.id), "name": "Ana"}
+    assert handover["note"] == "Ka frikë nga babai."
+    # A console of Besnik coming back shows it too.
+    again = await (await live.staff_client(besnik.cookie)).expect("snapshot")
+    assert again["chats"][0]["handover"] == {
+        "from": {"id": str(ana.identity.id), "name": "Ana"},
+        "note": "Ka frikë nga babai.",
+    }
+    # Without a note there is nothing to hand over.
+    await besnik.send(type="transfer", conversation_id=cid)
+    await besnik.expect("released", conversation_id=cid)
+    await ana.send(type="take", conversation_id=cid)
+    await ana.expect("assigned", conversation_id=cid)
+    assert all(f["type"] != "handover" for f in await ana.quiet(0.3))
+
+
 async def test_accepting_and_ending_a_transfer_at_once_leaves_one_consistent_outcome(
     live: LiveServer,
 ) -> None:

@@ -237,6 +237,83 @@ async def test_a_supervisor_assigns_a_waiting_child_to_a_counsellor_with_room(
     assert (await supervisor.expect("error", in_reply_to="assign"))["code"] == "conflict"
 
 
+async def test_a_takeover_cancels_a_transfer_waiting_for_a_colleague_and_tells_both(
+    live: LiveServer,
+) -> None:
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None and besnik.cookie is not None
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("transfer_offer", conversation_id=cid)
+    await ana.expect("transfer_pending", conversation_id=cid)
+    supervisor = await _supervisor(live)
+    await supervisor.send(type="takeover", conversation_id=cid)
+    await supervisor.expect("assigned", conversation_id=cid)
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "takeover"
+    cancelled = await ana.expect("transfer_declined", conversation_id=cid)
+    assert cancelled["reason"] == "takeover"
+    await ana.expect("released", conversation_id=cid, reason="takeover")
+    # The offer is gone for good: Besnik cannot accept a chat that is now the supervisor's,
+    # and a console of his coming back is offered nothing.
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    refusal = await besnik.expect("error", in_reply_to="transfer_accept")
+    assert (refusal["code"], refusal["reason"]) == ("conflict", "withdrawn")
+    again = await live.staff_client(besnik.cookie)
+    assert (await again.expect("snapshot"))["offers"] == []
+    await supervisor.send(type="send", conversation_id=cid, client_id="s", body="Jam Drita.")
+    assert (await supervisor.expect("ack", client_id="s"))["seq"] == 1
+
+
+async def test_assign_refuses_a_counsellor_who_is_not_available(live: LiveServer) -> None:
+    away = await live.counsellor(name="Away", available=False)  # offline: never on duty
+    resting = await live.counsellor(name="Resting")
+    await resting.send(type="status", value="break")
+    await resting.expect("me", status="break")
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state")
+    supervisor = await _supervisor(live)
+    cid = supervisor.of_type("snapshot")[0]["queue"][0]["conversation_id"]
+    for target in (away, resting):
+        assert target.identity is not None
+        await supervisor.send(
+            type="assign", conversation_id=cid, to_user_id=str(target.identity.id)
+        )
+        refusal = await supervisor.expect("error", in_reply_to="assign")
+        assert (refusal["code"], refusal["reason"]) == ("conflict", "unavailable"), refusal
+    assert all(f["type"] != "assigned" for f in await away.quiet(0.2) + await resting.quiet(0.1))
+    # Nothing changed: the child still waits, and a supervisor may take it for themself
+    # whatever their own status (as a takeover is always theirs to make).
+    me = supervisor.of_type("snapshot")[0]["me"]
+    await supervisor.send(type="assign", conversation_id=cid, to_user_id=me["id"])
+    await supervisor.expect("assigned", conversation_id=cid)
+    await child.expect("state", status="active", counsellor={"name": "Drita"})
+
+
+async def test_a_chat_assigned_after_a_transfer_to_the_queue_comes_with_its_note(
+    live: LiveServer,
+) -> None:
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    await ana.send(type="transfer", conversation_id=cid, note="Flet vetëm shqip.")
+    await ana.expect("released", conversation_id=cid)
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None
+    supervisor = await _supervisor(live)
+    await supervisor.send(type="assign", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("assigned", conversation_id=cid)
+    handover = await besnik.expect("handover", conversation_id=cid)
+    assert (handover["from"]["name"], handover["note"]) == ("Ana", "Flet vetëm shqip.")
+
+
 async def test_a_block_ends_the_chat_and_refuses_new_ones_until_lifted(live: LiveServer) -> None:
     child = await live.child()
     await child.send(type="start")

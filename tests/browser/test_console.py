@@ -765,6 +765,92 @@ def test_a_declined_transfer_stays_and_one_to_the_queue_goes(
     assert errors == []
 
 
+def test_a_reload_or_a_new_tab_keeps_the_risk_the_offer_and_the_note_handed_over(
+    browser: Browser, desk: BrowserContext, site: ServerProcess, children: Callable[..., Child]
+) -> None:
+    text = strings("sq")
+    high, note = text["badge_risk_high"], "Pyet për shkollën."
+    ana = desk.new_page()
+    errors = watch(ana)
+    sign_in(ana, site, "ana")
+    go_on_duty(ana)
+    other_desk = browser.new_context(viewport=DESKTOP)
+    try:
+        besnik = other_desk.new_page()
+        errors += watch(besnik)
+        sign_in(besnik, site, "besnik")
+        go_on_duty(besnik)
+        child = children("sq", age_band="13-15")
+        wait_until(ana, "document.querySelectorAll('#queue-list li').length === 1")
+        ana.bring_to_front()
+        take_next(ana, child)
+        cid = active_id(ana)
+
+        # A supervisor flags the risk live: it is not in the contact record Ana saved.
+        supervisor = f"drita{uuid.uuid4().hex[:4]}"
+        site.create_user(supervisor, "supervisor", "Drita")
+        with httpx.Client(base_url=site.url, timeout=10) as http:
+            http.post("/api/login", json={"username": supervisor, "password": PASSWORD})
+            cookie = http.cookies["alo116_session"]
+        url = site.url.replace("http://", "ws://") + "/ws/staff"
+        with connect(url, additional_headers={"Cookie": f"alo116_session={cookie}"}) as ws:
+            ws.send(json.dumps({"type": "risk", "conversation_id": cid, "level": "high"}))
+            text_is(ana, "#chat-badges .badge.urgent", high)
+
+        ana.keyboard.press("Alt+T")
+        colleague = "#transfer-targets label:has-text('Besnik Gashi') input"
+        ana.wait_for_selector(colleague)
+        ana.check(colleague)
+        ana.fill("#transfer-note", note)
+        ana.click("#transfer-confirm")
+        ana.wait_for_selector("#chat-notices .notice.pending")
+        besnik.wait_for_selector("#offers:not([hidden]) .offer-card")
+
+        for page in (ana, besnik):
+            page.reload()
+            page.wait_for_selector("#conn-status[data-state=open]")
+        text_is(ana, "#chat-badges .badge.urgent", high)
+        ana.wait_for_selector("#chat-notices .notice.pending")
+        besnik.wait_for_selector("#offers:not([hidden]) .offer-card")
+        assert note in (besnik.text_content(".offer-note") or "")
+
+        # A new tab holds nothing in its session storage: it all comes with the snapshot.
+        ana_tab = desk.new_page()
+        besnik_tab = other_desk.new_page()
+        errors += watch(ana_tab) + watch(besnik_tab)
+        for page in (ana_tab, besnik_tab):
+            page.goto(f"{site.url}/console")
+            page.wait_for_selector("#conn-status[data-state=open]")
+        text_is(ana_tab, "#chat-badges .badge.urgent", high)
+        ana_tab.wait_for_selector("#chat-notices .notice.pending")
+        besnik_tab.wait_for_selector("#offers:not([hidden]) .offer-card")
+        assert note in (besnik_tab.text_content(".offer-note") or "")
+        ana_tab.close()
+
+        # Declined, then sent back to the queue with a note: whoever takes it reads the note.
+        besnik_tab.click(f".offer-actions button:text-is('{text['offer_decline']}')")
+        ana.wait_for_selector("#chat-notices .notice.warn")
+        wait_until(besnik, "document.querySelector('#offers').hidden")
+        ana.bring_to_front()
+        ana.keyboard.press("Alt+T")
+        ana.wait_for_selector("input[name=transfer_to]:checked")
+        ana.check("input[name=transfer_to][value=queue]")
+        ana.fill("#transfer-note", "Ka frikë nga babai.")
+        ana.click("#transfer-confirm")
+        child.expect("state", status="queued")
+        wait_until(besnik_tab, "document.querySelectorAll('#queue-list li').length === 1")
+        besnik_tab.bring_to_front()
+        take_next(besnik_tab, child)
+        handed = text["notice_handover"].replace("{name}", "Ana Hoxha")
+        for page in (besnik_tab, besnik):
+            page.wait_for_selector("#chat-notices .notice.info")
+            shown = page.text_content("#chat-notices") or ""
+            assert handed in shown and "Ka frikë nga babai." in shown, shown
+    finally:
+        other_desk.close()
+    assert errors == []
+
+
 def test_a_reload_and_a_killed_server_lose_nothing(
     desk: BrowserContext, site: ServerProcess, children: Callable[..., Child]
 ) -> None:

@@ -181,11 +181,12 @@ function showError(frame) {
 }
 
 function errorText(frame) {
-  for (const key of [
-    `error.${frame.in_reply_to}.${frame.code}`,
-    `error.reason.${frame.reason}`,
-    `error.${frame.code}`,
-  ]) {
+  // A finer reason says more than the code: an assign refused `at_capacity` is a conflict,
+  // but not "the child is no longer waiting"; an unknown reason falls back to the code.
+  const keys = frame.reason
+    ? [`error.reason.${frame.reason}`, `error.${frame.code}`]
+    : [`error.${frame.in_reply_to}.${frame.code}`, `error.${frame.code}`];
+  for (const key of keys) {
     if (has(key)) return t(key);
   }
   return t("error.generic");

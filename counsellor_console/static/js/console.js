@@ -80,10 +80,15 @@ function openChat(id) {
 function loadRecords() {
   for (const chat of store.chats.values()) {
     records.open(chat.id).then((e) => {
-      if (e.state === "ready" && !chat.risk && e.record.risk_level) {
+      if (e.state !== "ready") return;
+      if (!chat.risk && e.record.risk_level) {
         chat.risk = e.record.risk_level;
         store.emit("chats");
         if (chat.id === store.activeId) chatView.render(true);
+      } else if (chat.risk && e.record.risk_level !== chat.risk) {
+        // Flagged live (by a supervisor, say) since the record was saved: show it as live.
+        records.riskChanged(chat.id, chat.risk);
+        if (chat.id === store.activeId) recordView.fill(false);
       }
     });
   }
@@ -172,6 +177,7 @@ store.addEventListener("notify", (e) => {
     const offer = store.offers.get(id);
     say(t("notice_offer", { name: (offer && offer.from && offer.from.name) || t("offer_someone") }));
   } else if (kind === "offer_lapsed") say(t("notice_offer_lapsed"));
+  else if (kind === "offer_withdrawn") say(t("offer_refused_gone"));
   else if (kind === "whisper" && chat) {
     const w = chat.whispers[chat.whispers.length - 1];
     say(t("notice_whisper", { n, name: (w.from && w.from.name) || t("whisper_supervisor"), body: w.body }));

@@ -12,14 +12,34 @@ export const handlers = {
     this.queue = Array.isArray(s.queue) ? s.queue : (s.queue && s.queue.items) || [];
     const present = new Set();
     for (const info of s.chats || []) {
-      this.upsertChat(info);
+      const chat = this.upsertChat(info);
       present.add(info.conversation_id);
+      // The transfer this chat waits on, as the server has it (a server without the field
+      // says nothing, and the tab keeps what it knew): resolved while away, it is gone.
+      if (Object.hasOwn(info, "transfer_pending")) {
+        const waiting = info.transfer_pending;
+        if (waiting) chat.transfer = { state: "pending", to: waiting.to || null };
+        else if (chat.transfer && ["pending", "sending"].includes(chat.transfer.state)) chat.transfer = null;
+      }
+      if (info.handover) chat.handover = { from: info.handover.from || null, note: info.handover.note || "" };
+      this.persistExtra(chat);
     }
     // A chat we held that the server no longer lists ended (or moved) while we were away.
     for (const chat of this.chats.values()) {
       if (!present.has(chat.id) && !chat.ended) this.markEnded(chat, "gone");
     }
     this.ready = true;
+    if (Array.isArray(s.offers)) {
+      // The offers still waiting for me, as the server has them: one withdrawn while away
+      // goes, one made while away (or before this tab opened) comes.
+      const known = this.offers;
+      this.offers = new Map();
+      for (const offer of s.offers) {
+        const before = known.get(offer.conversation_id);
+        this.offers.set(offer.conversation_id, { ...offer, receivedAt: before ? before.receivedAt : Date.now() });
+        if (!before) this.notify("offer", offer.conversation_id);
+      }
+    }
     // An offer whose chat is mine by now was accepted (in another tab, say).
     for (const id of present) this.offers.delete(id);
     this.persistOffers();
@@ -64,6 +84,8 @@ export const handlers = {
     chat.releasedBy = null;
     chat.transfer = null;
     const offer = this.offers.get(a.conversation_id);
+    // Handed over by a colleague; back from the queue with a note, `handover` follows.
+    chat.handover = null;
     if (a.transfer) {
       chat.handover = { from: offer ? offer.from : null, note: a.transfer.note || "" };
       if (offer && offer.risk_level) chat.risk = offer.risk_level;
@@ -84,6 +106,15 @@ export const handlers = {
       this.activate(chat.id);
       this.dispatchEvent(new CustomEvent("opened", { detail: { id: chat.id } }));
     }
+  },
+
+  handover(hv) {
+    // The note a colleague sent this chat back to the queue with, for me who took it.
+    const chat = this.chats.get(hv.conversation_id);
+    if (!chat) return;
+    chat.handover = { from: hv.from || null, note: hv.note || "" };
+    this.persistExtra(chat);
+    this.emit("chat", chat.id);
   },
 
   msg(m) {
@@ -209,6 +240,7 @@ export const handlers = {
     if (!offer) return;
     this.dropOffer(w.conversation_id);
     if (w.reason === "timeout") this.notify("offer_lapsed", w.conversation_id);
+    else if (w.reason === "takeover") this.notify("offer_withdrawn", w.conversation_id);
   },
 
   transfer_pending(p) {
@@ -218,6 +250,11 @@ export const handlers = {
   transfer_declined(d) {
     const chat = this.chats.get(d.conversation_id);
     if (!chat) return;
+    // A supervisor took the chat over: `released` says so; the offer simply ends with it.
+    if (d.reason === "takeover") {
+      this.setTransfer(chat.id, null);
+      return;
+    }
     const to = (chat.transfer && chat.transfer.to) || d.by || null;
     this.setTransfer(chat.id, { state: d.reason === "timeout" ? "lapsed" : "declined", to });
     this.notify("transfer_declined", chat.id);

@@ -154,7 +154,9 @@ export class TransferDialog {
     const chat = this.store.chats.get(d.id);
     if (chat && chat.transfer && chat.transfer.state === "sending") chat.transfer = null;
     let text;
-    if (d.code === "conflict" && /not available/.test(d.message)) text = t("transfer_refused_unavailable");
+    if (d.code === "conflict" && ["unavailable", "at_capacity"].includes(d.reason)) {
+      text = t("transfer_refused_unavailable");
+    } else if (d.code === "conflict" && /not available/.test(d.message)) text = t("transfer_refused_unavailable");
     else if (d.code === "conflict") text = t("transfer_refused_pending");
     else if (d.code === "not_found") text = t("transfer_refused_gone");
     else text = label("error", d.code, t("error.generic"));
@@ -223,7 +225,8 @@ export class OffersView {
 
   update(node, o) {
     const from = (o.from && o.from.name) || t("offer_someone");
-    node.querySelector(".offer-from").textContent = t("offer_from", { name: from, time: clock(new Date(o.receivedAt).toISOString()) });
+    const at = o.offered_at || new Date(o.receivedAt).toISOString();
+    node.querySelector(".offer-from").textContent = t("offer_from", { name: from, time: clock(at) });
     const badges = node.querySelector(".offer-badges");
     clear(badges);
     badges.append(
