@@ -177,7 +177,7 @@ store.addEventListener("notify", (e) => {
     const offer = store.offers.get(id);
     say(t("notice_offer", { name: (offer && offer.from && offer.from.name) || t("offer_someone") }));
   } else if (kind === "offer_lapsed") say(t("notice_offer_lapsed"));
-  else if (kind === "offer_withdrawn") say(t("offer_refused_gone"));
+  else if (kind === "offer_withdrawn") say(t("notice_offer_taken_over"));
   else if (kind === "whisper" && chat) {
     const w = chat.whispers[chat.whispers.length - 1];
     say(t("notice_whisper", { n, name: (w.from && w.from.name) || t("whisper_supervisor"), body: w.body }));
