@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 HANDLE_TIME_SAMPLE = 50
 # The mean handling time of the last chats barely moves; read it at most this often.
 HANDLE_TIME_TTL_S = 60.0
+# Conversations whose liveness one heartbeat transaction refreshes.
+HEARTBEAT_CHUNK = 250
 # A child whose own first `state` has not come within this time gets the queue's anyway.
 INTRODUCTION_GRACE_S = 2.0
 # The queue length and staffing behind a joining child's availability are read at most
@@ -393,14 +395,18 @@ class Floor:
     async def heartbeat(self) -> None:
         now = utcnow()
         await accounts.touch(self.db, self.hub.local_staff(), now)
-        children = self.hub.local_children()
-        if children:
+        children = sorted(self.hub.local_children())
+        # A few hundred rows per transaction: a node with 10,000 phones would otherwise
+        # hold every one of their conversations locked at once, and each message to
+        # them would wait for the whole update.
+        for start in range(0, len(children), HEARTBEAT_CHUNK):
+            chunk = children[start : start + HEARTBEAT_CHUNK]
             # Rows locked in id order, as the message writer locks them: a multi-row
             # UPDATE in whatever order the planner picks could deadlock with a batch
             # (PostgreSQL would break it only after deadlock_timeout, a second).
             in_order = (
                 select(Conversation.id)
-                .where(Conversation.id.in_(children))  # type: ignore[attr-defined]
+                .where(Conversation.id.in_(chunk))  # type: ignore[attr-defined]
                 .order_by(Conversation.id)
                 .with_for_update()
             )

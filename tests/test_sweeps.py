@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from chat_server import floor
 from tests.conftest import MakeLive
 
 
@@ -110,3 +113,19 @@ async def test_a_child_that_reconnects_sees_the_counsellor_online_again(
     assert gone["child"] == "offline"
     await live.child(token=token, last_seq=0)
     await counsellor.expect("presence", conversation_id=cid, child="online")
+
+
+async def test_the_heartbeat_keeps_every_connected_child_in_the_queue(
+    make_live: MakeLive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Liveness is refreshed a chunk per transaction: every chunk, not just the first."""
+    monkeypatch.setattr(floor, "HEARTBEAT_CHUNK", 2)
+    live = await make_live(child_queue_grace_s=1.0)
+    children = [await live.child() for _ in range(5)]
+    for child in children:
+        await child.send(type="start")
+        await child.expect("state", status="queued")
+    await asyncio.sleep(2.5)  # past the grace period: only the heartbeat keeps them
+    counsellor = await live.counsellor()
+    queue = await counsellor.expect("queue")
+    assert len(queue["items"]) == 5
