@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from chat_server import protocol
 from chat_server.brokers import Event
@@ -26,7 +27,9 @@ async def open_alert(
         raise ValueError(f"alert kind must be one of {KINDS}, not {kind!r}")
     existing = (
         await session.execute(
-            select(Alert).where(Alert.conversation_id == conversation_id, Alert.kind == kind)
+            select(Alert).where(
+                col(Alert.conversation_id) == conversation_id, col(Alert.kind) == kind
+            )
         )
     ).scalar_one_or_none()
     now = utcnow()

@@ -70,7 +70,9 @@ def today() -> date:
 def visible_to(staff: StaffIdentity) -> ColumnElement[bool]:
     if staff.supervises:
         return true()
-    return or_(CaseFile.opened_by_user_id == staff.id, CaseFile.assigned_user_id == staff.id)
+    return or_(
+        col(CaseFile.opened_by_user_id) == staff.id, col(CaseFile.assigned_user_id) == staff.id
+    )
 
 
 def can_see(case: CaseFile, staff: StaffIdentity) -> bool:
@@ -192,15 +194,15 @@ async def find(
         pattern = f"%{q.lower()}%"
         statement = statement.where(
             or_(
-                func.lower(CaseFile.number).like(pattern),
-                func.lower(CaseFile.pseudonym).like(pattern),
+                func.lower(col(CaseFile.number)).like(pattern),
+                func.lower(col(CaseFile.pseudonym)).like(pattern),
             )
         )
     if municipality:
-        statement = statement.where(CaseFile.municipality_code == municipality)
+        statement = statement.where(col(CaseFile.municipality_code) == municipality)
     if status:
-        statement = statement.where(CaseFile.status == status)
-    statement = statement.order_by(CaseFile.updated_at.desc()).limit(limit)  # type: ignore[attr-defined]
+        statement = statement.where(col(CaseFile.status) == status)
+    statement = statement.order_by(col(CaseFile.updated_at).desc()).limit(limit)
     async with db() as session, session.begin():
         found = list((await session.execute(statement)).scalars())
         audit.record(
@@ -223,8 +225,8 @@ async def view(db: async_sessionmaker[AsyncSession], ref: str, staff: StaffIdent
             (
                 await session.execute(
                     select(ContactRecord)
-                    .where(ContactRecord.case_id == case.id)
-                    .order_by(ContactRecord.contact_at)  # type: ignore[arg-type]
+                    .where(col(ContactRecord.case_id) == case.id)
+                    .order_by(col(ContactRecord.contact_at))
                 )
             ).scalars()
         )
@@ -232,8 +234,8 @@ async def view(db: async_sessionmaker[AsyncSession], ref: str, staff: StaffIdent
             (
                 await session.execute(
                     select(CaseEvent)
-                    .where(CaseEvent.case_id == case.id)
-                    .order_by(CaseEvent.at, CaseEvent.id)  # type: ignore[arg-type]
+                    .where(col(CaseEvent.case_id) == case.id)
+                    .order_by(col(CaseEvent.at), col(CaseEvent.id))
                 )
             ).scalars()
         )
@@ -259,8 +261,8 @@ async def transcript(
             (
                 await session.execute(
                     select(Message)
-                    .where(Message.conversation_id == record.conversation_id)
-                    .order_by(Message.seq)  # type: ignore[arg-type]
+                    .where(col(Message.conversation_id) == record.conversation_id)
+                    .order_by(col(Message.seq))
                 )
             ).scalars()
         )
@@ -364,7 +366,7 @@ async def staff_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.U
     if not ids:
         return {}
     rows = await session.execute(
-        select(StaffUser.id, StaffUser.display_name).where(StaffUser.id.in_(ids))  # type: ignore[attr-defined]
+        select(col(StaffUser.id), col(StaffUser.display_name)).where(col(StaffUser.id).in_(ids))
     )
     return {row[0]: row[1] for row in rows}
 
@@ -373,9 +375,9 @@ async def colleagues(db: async_sessionmaker[AsyncSession]) -> list[tuple[uuid.UU
     """Active counsellors and supervisors, to hand a case over to."""
     async with db() as session:
         rows = await session.execute(
-            select(StaffUser.id, StaffUser.display_name)
-            .where(StaffUser.active, StaffUser.role.in_(("counsellor", "supervisor")))  # type: ignore[attr-defined]
-            .order_by(StaffUser.display_name)
+            select(col(StaffUser.id), col(StaffUser.display_name))
+            .where(col(StaffUser.active), col(StaffUser.role).in_(("counsellor", "supervisor")))
+            .order_by(col(StaffUser.display_name))
         )
         return [(row[0], row[1]) for row in rows]
 
@@ -417,9 +419,9 @@ async def visible_case(
     session: AsyncSession, ref: str, staff: StaffIdentity, *, for_update: bool = False
 ) -> CaseFile:
     try:
-        clause = CaseFile.id == uuid.UUID(ref)
+        clause = col(CaseFile.id) == uuid.UUID(ref)
     except ValueError:
-        clause = CaseFile.number == ref
+        clause = col(CaseFile.number) == ref
     statement = select(CaseFile).where(clause)
     if for_update:
         statement = statement.with_for_update()
@@ -436,7 +438,7 @@ async def _linkable_record(
 ) -> ContactRecord:
     record = (
         await session.execute(
-            select(ContactRecord).where(ContactRecord.id == record_id).with_for_update()
+            select(ContactRecord).where(col(ContactRecord.id) == record_id).with_for_update()
         )
     ).scalar_one_or_none()
     if record is None:
@@ -485,11 +487,11 @@ async def _referrals_of(
     session: AsyncSession, case_id: uuid.UUID
 ) -> list[tuple[Referral, str, str]]:
     rows = await session.execute(
-        select(Referral, Service.name, Organization.name)
-        .join(Service, Service.id == Referral.service_id)
-        .join(Organization, Organization.id == Service.organization_id)
-        .where(Referral.case_id == case_id)
-        .order_by(Referral.referred_on, Referral.created_at)  # type: ignore[arg-type]
+        select(Referral, col(Service.name), col(Organization.name))
+        .join(Service, col(Service.id) == col(Referral.service_id))
+        .join(Organization, col(Organization.id) == col(Service.organization_id))
+        .where(col(Referral.case_id) == case_id)
+        .order_by(col(Referral.referred_on), col(Referral.created_at))
     )
     return [(row[0], row[1], row[2]) for row in rows]
 

@@ -118,6 +118,7 @@ class ChildSession:
         if self.token is not None:
             raise Refused("conflict", "hello was already said on this connection")
         conversations = self.services.conversations
+        conversation: Conversation | None
         if hello.return_code is not None:
             conversation, token = await self._come_back(hello.return_code), None
         else:

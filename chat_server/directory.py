@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import audit, taxonomy
 from chat_server.accounts import StaffIdentity
@@ -153,20 +154,22 @@ def _known(data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None
 async def entries(session: AsyncSession) -> list[Entry]:
     """The whole directory, sorted so that exports are stable."""
     organizations = (
-        await session.execute(select(Organization).order_by(Organization.name, Organization.id))  # type: ignore[arg-type]
+        await session.execute(
+            select(Organization).order_by(col(Organization.name), col(Organization.id))
+        )
     ).scalars()
     by_id = {o.id: Entry(o) for o in organizations}
     for service in (
-        await session.execute(select(Service).order_by(Service.name, Service.id))  # type: ignore[arg-type]
+        await session.execute(select(Service).order_by(col(Service.name), col(Service.id)))
     ).scalars():
         by_id[service.organization_id].services.append(service)
     for location in (
-        await session.execute(select(Location).order_by(Location.name, Location.id))  # type: ignore[arg-type]
+        await session.execute(select(Location).order_by(col(Location.name), col(Location.id)))
     ).scalars():
         by_id[location.organization_id].locations.append(location)
     owner = {s.id: e for e in by_id.values() for s in e.services}
     links = await session.execute(
-        select(ServiceAtLocation).order_by(ServiceAtLocation.location_id)  # type: ignore[arg-type]
+        select(ServiceAtLocation).order_by(col(ServiceAtLocation.location_id))
     )
     for link in links.scalars():
         owner[link.service_id].links.setdefault(link.service_id, []).append(link.location_id)
@@ -244,10 +247,10 @@ async def entry(db: async_sessionmaker[AsyncSession], organization_id: uuid.UUID
 async def active_services(db: async_sessionmaker[AsyncSession]) -> list[tuple[Service, str]]:
     async with db() as session:
         rows = await session.execute(
-            select(Service, Organization.name)
-            .join(Organization, Organization.id == Service.organization_id)
-            .where(Service.status == "active")
-            .order_by(Organization.name, Service.name)
+            select(Service, col(Organization.name))
+            .join(Organization, col(Organization.id) == col(Service.organization_id))
+            .where(col(Service.status) == "active")
+            .order_by(col(Organization.name), col(Service.name))
         )
         return [(row[0], row[1]) for row in rows]
 
@@ -347,7 +350,7 @@ async def set_locations(
                 f"no location {str(location_id)!r} of the service's organization",
             )
     await session.execute(
-        delete(ServiceAtLocation).where(ServiceAtLocation.service_id == service.id)  # type: ignore[arg-type]
+        delete(ServiceAtLocation).where(col(ServiceAtLocation.service_id) == service.id)
     )
     session.add_all(
         ServiceAtLocation(service_id=service.id, location_id=i) for i in dict.fromkeys(location_ids)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from chat_server import alerts, protocol
 from chat_server.brokers import Event
@@ -16,19 +17,19 @@ from db.models import Alert, Conversation, StaffUser, utcnow
 
 # What the floor shows of each active chat: columns, not whole rows as objects.
 _CHAT_COLUMNS = (
-    Conversation.id,
-    Conversation.assigned_user_id,
-    Conversation.created_at,
-    Conversation.assigned_at,
-    Conversation.last_message_at,
-    Conversation.last_child_message_at,
-    Conversation.last_staff_message_at,
-    Conversation.risk_level,
-    Conversation.priority,
-    Conversation.lang,
-    Conversation.mode,
-    Conversation.child_left_at,
-    Conversation.child_seen_at,
+    col(Conversation.id),
+    col(Conversation.assigned_user_id),
+    col(Conversation.created_at),
+    col(Conversation.assigned_at),
+    col(Conversation.last_message_at),
+    col(Conversation.last_child_message_at),
+    col(Conversation.last_staff_message_at),
+    col(Conversation.risk_level),
+    col(Conversation.priority),
+    col(Conversation.lang),
+    col(Conversation.mode),
+    col(Conversation.child_left_at),
+    col(Conversation.child_seen_at),
 )
 
 
@@ -39,13 +40,16 @@ async def floor_view(
     load = (
         select(func.count())
         .select_from(Conversation)
-        .where(Conversation.assigned_user_id == StaffUser.id, Conversation.status == "active")
+        .where(
+            col(Conversation.assigned_user_id) == col(StaffUser.id),
+            col(Conversation.status) == "active",
+        )
         .scalar_subquery()
     )
     staff_rows = await session.execute(
         select(StaffUser, load)
-        .where(StaffUser.active.is_(True))  # type: ignore[attr-defined]
-        .order_by(StaffUser.display_name)
+        .where(col(StaffUser.active).is_(True))
+        .order_by(col(StaffUser.display_name))
     )
     staff = [
         {
@@ -65,8 +69,8 @@ async def floor_view(
     active = (
         await session.execute(
             select(*_CHAT_COLUMNS)
-            .where(Conversation.status == "active")
-            .order_by(Conversation.priority.desc(), Conversation.assigned_at)  # type: ignore[attr-defined]
+            .where(col(Conversation.status) == "active")
+            .order_by(col(Conversation.priority).desc(), col(Conversation.assigned_at))
         )
     ).all()
     chats = [
@@ -91,8 +95,8 @@ async def floor_view(
     open_alerts = (
         await session.execute(
             select(Alert)
-            .where(Alert.acked_at.is_(None))  # type: ignore[union-attr]
-            .order_by(Alert.created_at.desc())  # type: ignore[attr-defined]
+            .where(col(Alert.acked_at).is_(None))
+            .order_by(col(Alert.created_at).desc())
             .limit(100)
         )
     ).scalars()

@@ -41,6 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import SQLModel
 
 from chat_server.errors import Refused
 from db.models import Conversation, Message, UTCDateTime, utcnow
@@ -92,11 +93,22 @@ class Unavailable(ConnectionError):
 
 OnStored = Callable[[Sequence[Stored]], Awaitable[None]]
 
-_c = Conversation.__table__.c  # type: ignore[attr-defined]
-_m = Message.__table__.c  # type: ignore[attr-defined]
+
+def _table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model, typed: SQLModel's classes do not declare `__table__`."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table: {table!r}")
+    return table
+
+
+_conversations = _table_of(Conversation)
+_messages = _table_of(Message)
+_c = _conversations.c
+_m = _messages.c
 
 _BUMP = (
-    sa.update(Conversation.__table__)  # type: ignore[arg-type]
+    sa.update(_conversations)
     .where(_c.id == sa.bindparam("b_id"))
     .values(
         last_seq=sa.bindparam("b_seq"),
@@ -109,7 +121,7 @@ _BUMP = (
         ),
     )
 )
-_INSERT = sa.insert(Message.__table__)  # type: ignore[arg-type]
+_INSERT = sa.insert(_messages)
 
 
 class MessageLog:

@@ -9,7 +9,7 @@ import json
 import unicodedata
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -343,7 +343,10 @@ def _context_of(frame: str) -> dict[str, str]:
     return context
 
 
-def _parse(adapter: TypeAdapter[Any], frame: str) -> Any:
+_M = TypeVar("_M")
+
+
+def _parse(adapter: TypeAdapter[_M], frame: str) -> _M:
     try:
         value = json.loads(frame)
     except ValueError:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import audit, taxonomy
 from chat_server.accounts import StaffIdentity
@@ -182,8 +183,8 @@ async def require_contact_type(
     async with db() as session:
         contact_type = (
             await session.execute(
-                select(ContactRecord.contact_type).where(
-                    ContactRecord.conversation_id == conversation_id
+                select(col(ContactRecord.contact_type)).where(
+                    col(ContactRecord.conversation_id) == conversation_id
                 )
             )
         ).scalar_one_or_none()
@@ -209,7 +210,7 @@ async def finalise_for_conversation(
         record = (
             await session.execute(
                 select(ContactRecord)
-                .where(ContactRecord.conversation_id == conversation_id)
+                .where(col(ContactRecord.conversation_id) == conversation_id)
                 .with_for_update()
             )
         ).scalar_one_or_none()
@@ -292,13 +293,13 @@ async def unfinished(
     """Drafts of ended chats this counsellor handled (all of them for supervisors)."""
     statement = (
         select(ContactRecord)
-        .join(Conversation, Conversation.id == ContactRecord.conversation_id)
-        .where(ContactRecord.status == "draft", Conversation.status == "ended")
-        .order_by(ContactRecord.contact_at)  # type: ignore[arg-type]
+        .join(Conversation, col(Conversation.id) == col(ContactRecord.conversation_id))
+        .where(col(ContactRecord.status) == "draft", col(Conversation.status) == "ended")
+        .order_by(col(ContactRecord.contact_at))
         .limit(200)
     )
     if not staff.supervises:
-        statement = statement.where(Conversation.assigned_user_id == staff.id)
+        statement = statement.where(col(Conversation.assigned_user_id) == staff.id)
     async with db() as session:
         return list((await session.execute(statement)).scalars())
 
@@ -317,7 +318,7 @@ async def _chat_record(
     record = (
         await session.execute(
             select(ContactRecord)
-            .where(ContactRecord.conversation_id == conversation_id)
+            .where(col(ContactRecord.conversation_id) == conversation_id)
             .with_for_update()
         )
     ).scalar_one_or_none()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import audit, cases, taxonomy
 from chat_server.accounts import StaffIdentity
@@ -133,7 +134,7 @@ async def update(
     async with db() as session, session.begin():
         referral = (
             await session.execute(
-                select(Referral).where(Referral.id == referral_id).with_for_update()
+                select(Referral).where(col(Referral.id) == referral_id).with_for_update()
             )
         ).scalar_one_or_none()
         if referral is None:
@@ -208,26 +209,26 @@ async def due(
                     select(CaseFile)
                     .where(
                         cases.visible_to(staff),
-                        CaseFile.status != "closed",
-                        CaseFile.follow_up_on <= until,  # type: ignore[operator]
+                        col(CaseFile.status) != "closed",
+                        col(CaseFile.follow_up_on) <= until,
                     )
-                    .order_by(CaseFile.follow_up_on)  # type: ignore[arg-type]
+                    .order_by(col(CaseFile.follow_up_on))
                     .limit(200)
                 )
             ).scalars()
         )
         rows = await session.execute(
-            select(Referral, Service.name, Organization.name, CaseFile)
-            .join(Service, Service.id == Referral.service_id)
-            .join(Organization, Organization.id == Service.organization_id)
-            .join(CaseFile, CaseFile.id == Referral.case_id)
+            select(Referral, col(Service.name), col(Organization.name), CaseFile)
+            .join(Service, col(Service.id) == col(Referral.service_id))
+            .join(Organization, col(Organization.id) == col(Service.organization_id))
+            .join(CaseFile, col(CaseFile.id) == col(Referral.case_id))
             .where(
                 cases.visible_to(staff),
-                CaseFile.status != "closed",
-                Referral.status.not_in(FINAL),  # type: ignore[attr-defined]
-                Referral.follow_up_on <= until,  # type: ignore[operator]
+                col(CaseFile.status) != "closed",
+                col(Referral.status).not_in(FINAL),
+                col(Referral.follow_up_on) <= until,
             )
-            .order_by(Referral.follow_up_on)  # type: ignore[arg-type]
+            .order_by(col(Referral.follow_up_on))
             .limit(200)
         )
         due_referrals = [(row[0], row[1], row[2], row[3]) for row in rows]

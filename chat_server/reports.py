@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import taxonomy
 from chat_server.cases import HELPLINE_TZ
@@ -80,9 +81,9 @@ async def summary(
             (
                 await session.execute(
                     select(ContactRecord).where(
-                        ContactRecord.status == "final",
-                        ContactRecord.contact_at >= low,
-                        ContactRecord.contact_at < high,
+                        col(ContactRecord.status) == "final",
+                        col(ContactRecord.contact_at) >= low,
+                        col(ContactRecord.contact_at) < high,
                     )
                 )
             ).scalars()
@@ -91,13 +92,13 @@ async def summary(
         chats = (
             await session.execute(
                 select(
-                    Conversation.created_at,
-                    Conversation.assigned_at,
-                    Conversation.ended_at,
-                    Conversation.status,
-                    Conversation.feedback_rating,
-                    Conversation.feedback_helped,
-                ).where(Conversation.created_at >= low, Conversation.created_at < high)
+                    col(Conversation.created_at),
+                    col(Conversation.assigned_at),
+                    col(Conversation.ended_at),
+                    col(Conversation.status),
+                    col(Conversation.feedback_rating),
+                    col(Conversation.feedback_helped),
+                ).where(col(Conversation.created_at) >= low, col(Conversation.created_at) < high)
             )
         ).all()
 
@@ -246,9 +247,9 @@ async def _count_drafts(session: AsyncSession, low: datetime, high: datetime) ->
                 select(func.count())
                 .select_from(ContactRecord)
                 .where(
-                    ContactRecord.status == "draft",
-                    ContactRecord.contact_at >= low,
-                    ContactRecord.contact_at < high,
+                    col(ContactRecord.status) == "draft",
+                    col(ContactRecord.contact_at) >= low,
+                    col(ContactRecord.contact_at) < high,
                 )
             )
         ).scalar_one()
@@ -336,14 +337,14 @@ async def contacts_csv(db: async_sessionmaker[AsyncSession], tax: Taxonomy, span
     counselling = set(c["code"] for c in taxonomy.code_list("contact_types") if c["counselling"])
     async with db() as session:
         rows = await session.execute(
-            select(ContactRecord, CaseFile.number)
-            .outerjoin(CaseFile, CaseFile.id == ContactRecord.case_id)
+            select(ContactRecord, col(CaseFile.number))
+            .outerjoin(CaseFile, col(CaseFile.id) == col(ContactRecord.case_id))
             .where(
-                ContactRecord.status == "final",
-                ContactRecord.contact_at >= low,
-                ContactRecord.contact_at < high,
+                col(ContactRecord.status) == "final",
+                col(ContactRecord.contact_at) >= low,
+                col(ContactRecord.contact_at) < high,
             )
-            .order_by(ContactRecord.contact_at, ContactRecord.id)  # type: ignore[arg-type]
+            .order_by(col(ContactRecord.contact_at), col(ContactRecord.id))
         )
         found = rows.all()
     out = io.StringIO()

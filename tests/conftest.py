@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import httpx
 import pytest
 import uvicorn
@@ -138,7 +138,7 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
         "heartbeat_interval_s": 0.5,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 # --- a live server in this test's event loop ---------------------------------------------

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, update
+from sqlmodel import col
 
 from chat_server import accounts, floor
 from chat_server.conversations import QUEUE_CHANGED
@@ -76,7 +77,7 @@ async def set_status_quietly(services: Services, user_id: uuid.UUID, status: str
     """A status change this node hears nothing of, as when its `floor` event is lost."""
     async with services.db() as session, session.begin():
         await session.execute(
-            update(StaffUser).where(StaffUser.id == user_id).values(status=status)
+            update(StaffUser).where(col(StaffUser.id) == user_id).values(status=status)
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlmodel import col
 
 from chat_server.cases import today
 from db.models import AuditEvent
@@ -177,7 +178,9 @@ async def test_the_role_matrix_over_every_endpoint(live: LiveServer) -> None:
     async with database(live) as db, db() as session:
         rows = (
             await session.execute(
-                select(AuditEvent.action, AuditEvent.target, AuditEvent.actor_user_id)
+                select(
+                    col(AuditEvent.action), col(AuditEvent.target), col(AuditEvent.actor_user_id)
+                )
             )
         ).all()
     denied = {

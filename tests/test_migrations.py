@@ -11,10 +11,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlmodel import SQLModel
 
+import db.models  # noqa: F401  (puts the tables on SQLModel.metadata)
 from db.engine import create_engine
 from db.migrate import alembic_config, upgrade
-from db.models import SQLModel
 from tests.conftest import _pg_admin, _pg_url
 
 

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from chat_server import records
 from chat_server.errors import Refused
@@ -93,7 +94,10 @@ async def test_a_chat_record_is_prefilled_kept_as_a_draft_and_finalised(live: Li
         views = await session.scalar(
             select(func.count())
             .select_from(AuditEvent)
-            .where(AuditEvent.action == "record.view", AuditEvent.target == f"record:{draft['id']}")
+            .where(
+                col(AuditEvent.action) == "record.view",
+                col(AuditEvent.target) == f"record:{draft['id']}",
+            )
         )
         assert views >= 2
 
@@ -166,7 +170,9 @@ async def test_a_chat_cannot_close_without_a_contact_type(live: LiveServer) -> N
         async with db() as session:
             record = (
                 await session.execute(
-                    select(ContactRecord).where(ContactRecord.conversation_id == conversation_id)
+                    select(ContactRecord).where(
+                        col(ContactRecord.conversation_id) == conversation_id
+                    )
                 )
             ).scalar_one()
             assert record.status == "final" and record.contact_type == "silent"

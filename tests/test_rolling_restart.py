@@ -207,9 +207,11 @@ async def test_a_rolling_restart_under_load_loses_nothing(
         # Every speaker lived through at least one restart of its node, told by 1012.
         assert 1012 in speaker.closes, f"{speaker.party.name} saw closes {speaker.closes}"
     try:
-        for kid, adult in (speakers[0:2], speakers[2:4]):
-            last = await check_delivery(pg_url, child=kid.party, staff=[adult.party])
-            assert last == len(kid.sent) + len(adult.sent)
+        for child_speaker, staff_speaker in (speakers[0:2], speakers[2:4]):
+            last = await check_delivery(
+                pg_url, child=child_speaker.party, staff=[staff_speaker.party]
+            )
+            assert last == len(child_speaker.sent) + len(staff_speaker.sent)
             assert last > 100, "the chats were busy through the restarts"
     finally:
         for speaker in speakers:

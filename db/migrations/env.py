@@ -6,13 +6,14 @@ import asyncio
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlmodel import SQLModel
 
 import db.casework  # noqa: F401
 import db.library as _library_tables  # noqa: F401
-from db import models
+import db.models as _models  # noqa: F401
 from db.engine import create_engine
 
-target_metadata = models.SQLModel.metadata
+target_metadata = SQLModel.metadata
 
 
 def _run(connection: Connection) -> None:
