@@ -11,6 +11,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -189,10 +190,12 @@ class Conversations:
             if conversation is None:
                 return
             # A waiting chat leaves the queue; a left message stays for its answer.
+            withdrawn = None
             if conversation.status == "queued" and conversation.mode == "chat":
                 conversation.status = "ended"
                 conversation.ended_at = now
                 conversation.end_reason = "quick_exit"
+                withdrawn = void_transfer(conversation, "ended")
         await self.hub.publish(
             conv_channel(conversation.id),
             {
@@ -203,7 +206,7 @@ class Conversations:
             },
         )
         if conversation.status == "ended":
-            await self.announce_end(conversation)
+            await self.announce_end(conversation, withdrawn)
 
     async def child_present(self, conversation_id: uuid.UUID, *, online: bool) -> None:
         now = utcnow()
@@ -354,7 +357,11 @@ class Conversations:
                 ).scalar_one_or_none()
                 if taken is None and conversation_id is not None:
                     raise await self._why_not_queued(session, conversation_id)
+                withdrawn = (
+                    None if taken is None else void_transfer(taken, "requeued", keep_handover=True)
+                )
             if taken is not None:
+                await tell_withdrawn(self.hub, withdrawn)
                 await self._announce_assignment(taken, staff, load + 1, user.max_chats)
                 return taken
             # Someone else took the next child between our read and our update: try again.
@@ -375,10 +382,15 @@ class Conversations:
             ended = (await session.execute(statement)).scalar_one_or_none()
             if ended is None:
                 raise await self._why_not(session, conversation_id, staff)
-        await self.announce_end(ended)
+            withdrawn = void_transfer(ended, "ended")
+        await self.announce_end(ended, withdrawn)
         return ended
 
-    async def announce_end(self, conversation: Conversation) -> None:
+    async def announce_end(
+        self, conversation: Conversation, withdrawn: Withdrawn | None = None
+    ) -> None:
+        """Tell everyone a chat is over; `withdrawn` is the offer its end made void."""
+        await tell_withdrawn(self.hub, withdrawn)
         try:
             # Whoever or whatever ended it, a record with a contact type is final now.
             await records.finalise_for_conversation(
@@ -551,6 +563,57 @@ class Conversations:
         if conversation.status == "ended":
             return Refused("closed", "this conversation has ended")
         return Refused("conflict", "another counsellor has already taken this chat", reason="taken")
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """A transfer offer made void because its chat changed hands or ended."""
+
+    conversation_id: uuid.UUID
+    offered_by: uuid.UUID | None
+    offered_to: uuid.UUID
+    reason: str
+
+
+def void_transfer(
+    conversation: Conversation, reason: str, *, keep_handover: bool = False
+) -> Withdrawn | None:
+    """Clear what a transfer left on a chat that is changing hands or ending, in the
+    transaction that changes it (which holds its row): an offer still waiting must never
+    be accepted later, from whoever has the chat by then. The note of a transfer back to
+    the queue is for its next taker only: `keep_handover` while that taker gets the chat;
+    otherwise it goes, so nobody after them is shown a stale note as a handover.
+    Returns the offer voided, for `tell_withdrawn` once committed."""
+    offered_to = conversation.transfer_to_user_id
+    offered_by = conversation.transfer_from_user_id
+    nothing_left = offered_by is None and conversation.transfer_note is None
+    if offered_to is None and (keep_handover or nothing_left):
+        return None
+    conversation.transfer_to_user_id = None
+    conversation.transfer_from_user_id = None
+    conversation.transfer_note = None
+    conversation.transfer_offered_at = None
+    if offered_to is None:
+        return None
+    return Withdrawn(conversation.id, offered_by, offered_to, reason)
+
+
+async def tell_withdrawn(hub: Hub, *withdrawn: Withdrawn | None) -> None:
+    """Offers that will never be answered: both ends hear of each as of a declined one,
+    with the reason (the colleague's card goes; the sender stops waiting for it)."""
+    for offer in withdrawn:
+        if offer is None:
+            continue
+        cid = str(offer.conversation_id)
+        if offer.offered_by is not None:
+            await hub.publish(
+                user_channel(offer.offered_by),
+                {"type": "transfer_declined", "conversation_id": cid, "reason": offer.reason},
+            )
+        await hub.publish(
+            user_channel(offer.offered_to),
+            {"type": "transfer_withdrawn", "conversation_id": cid, "reason": offer.reason},
+        )
 
 
 def assigned_frame(conversation: Conversation) -> Event:

@@ -23,7 +23,13 @@ from chat_server import accounts, alerts, protocol, retention, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.connection import Connection
-from chat_server.conversations import QUEUE_CHANGED, Conversations
+from chat_server.conversations import (
+    QUEUE_CHANGED,
+    Conversations,
+    Withdrawn,
+    tell_withdrawn,
+    void_transfer,
+)
 from chat_server.floor_view import floor_view
 from chat_server.hub import FLOOR, Hub, coalesce, conv_channel
 from chat_server.settings import Settings, parse_hours
@@ -486,10 +492,13 @@ class Floor:
                             assigned_user_id=None,
                             priority=priority_at_least(session, switchboard.PRIORITY_REQUEUED),
                         )
-                        .returning(Conversation.id)
+                        .returning(Conversation)
                     )
                 ).scalars()
             )
+            # An offer from the lost counsellor, or a note someone already handed over,
+            # must not outlive the chat leaving them.
+            withdrawn: list[Withdrawn | None] = [void_transfer(c, "requeued") for c in requeued]
             ended = list(
                 (
                     await session.execute(
@@ -528,9 +537,11 @@ class Floor:
                     )
                 ).scalars()
             )
+            voided = {c.id: void_transfer(c, "ended") for c in ended}
         for conversation in ended:
-            await self.conversations.announce_end(conversation)
-        for conversation_id in requeued:
+            await self.conversations.announce_end(conversation, voided[conversation.id])
+        await tell_withdrawn(self.hub, *withdrawn)
+        for conversation_id in (c.id for c in requeued):
             await self.hub.publish(
                 conv_channel(conversation_id),
                 {

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import alerts, audit, protocol, switchboard, transfers
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
-from chat_server.conversations import QUEUE_CHANGED, Conversations, assigned_frame, load_of
+from chat_server.conversations import (
+    QUEUE_CHANGED,
+    Conversations,
+    assigned_frame,
+    load_of,
+    tell_withdrawn,
+    void_transfer,
+)
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
 from chat_server.settings import Settings
@@ -165,14 +172,9 @@ class Supervision:
                 raise Refused("conflict", "this chat is already yours")
             # A transfer waiting for a colleague's answer is void now: nobody may accept a
             # chat that has become the supervisor's, and its note was for the colleague.
-            offered_to = conversation.transfer_to_user_id
-            offered_by = conversation.transfer_from_user_id
+            withdrawn = void_transfer(conversation, "takeover")
             conversation.assigned_user_id = staff.id
             conversation.assigned_at = utcnow()
-            conversation.transfer_to_user_id = None
-            conversation.transfer_from_user_id = None
-            conversation.transfer_note = None
-            conversation.transfer_offered_at = None
             audit.record(
                 session,
                 action="takeover",
@@ -180,14 +182,7 @@ class Supervision:
                 target=target,
                 from_user_id=str(previous) if previous else None,
             )
-        if offered_to is not None:
-            await transfers.tell_withdrawn(
-                self.hub,
-                conversation_id,
-                offered_by=offered_by,
-                offered_to=offered_to,
-                reason="takeover",
-            )
+        await tell_withdrawn(self.hub, withdrawn)
         if previous is not None:
             await self.hub.publish(
                 conv_channel(conversation_id),
@@ -245,6 +240,7 @@ class Supervision:
                     "closed" if existing.status == "ended" else "conflict",
                     "this chat is no longer waiting",
                 )
+            withdrawn = void_transfer(assigned, "requeued", keep_handover=True)
             audit.record(
                 session,
                 action="assign",
@@ -252,6 +248,7 @@ class Supervision:
                 target=target,
                 to_user_id=str(to_user_id),
             )
+        await tell_withdrawn(self.hub, withdrawn)
         await self._hand_to(to_user_id, counsellor.display_name, assigned)
         await transfers.tell_handover(self.db, self.hub, assigned)
 
@@ -280,10 +277,12 @@ class Supervision:
             )
             session.add(block)
             ended_now = conversation.status != "ended"
+            withdrawn = None
             if ended_now:
                 conversation.status = "ended"
                 conversation.ended_at = now
                 conversation.end_reason = "blocked"
+                withdrawn = void_transfer(conversation, "ended")
             audit.record(
                 session, action="block", actor_user_id=staff.id, target=target, hours=hours
             )
@@ -297,7 +296,7 @@ class Supervision:
             },
         )
         if ended_now:
-            await self.conversations.announce_end(conversation)
+            await self.conversations.announce_end(conversation, withdrawn)
         return block
 
     async def lift(self, staff: StaffIdentity, block_id: uuid.UUID) -> None:

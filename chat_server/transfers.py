@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat_server import audit, protocol, switchboard
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
-from chat_server.conversations import QUEUE_CHANGED, Conversations, assigned_frame, load_of
+from chat_server.conversations import (
+    QUEUE_CHANGED,
+    Conversations,
+    assigned_frame,
+    load_of,
+    tell_withdrawn,
+    void_transfer,
+)
 from chat_server.errors import Refused
 from chat_server.hub import FLOOR, Hub, conv_channel, user_channel
 from db.models import Conversation, StaffUser, utcnow
@@ -118,6 +125,9 @@ class Transfers:
                         Conversation.id == conversation_id,
                         Conversation.status == "active",
                         Conversation.transfer_to_user_id == staff.id,
+                        # Still the chat of whoever offered it: an offer never moves a
+                        # chat that has meanwhile gone to someone else.
+                        Conversation.assigned_user_id == Conversation.transfer_from_user_id,
                     )
                     .values(
                         assigned_user_id=staff.id,
@@ -212,7 +222,8 @@ class Transfers:
     async def _requeue(
         self, staff: StaffIdentity, conversation_id: uuid.UUID, note: str | None
     ) -> None:
-        """Back to the front of the queue, with the note for whoever takes it next."""
+        """Back to the front of the queue, with the note for whoever takes it next; an
+        offer to a colleague still waiting is withdrawn."""
         async with self.db() as session, session.begin():
             moved = (
                 await session.execute(
@@ -226,22 +237,23 @@ class Transfers:
                         status="queued",
                         assigned_user_id=None,
                         priority=priority_at_least(session, switchboard.PRIORITY_REQUEUED),
-                        transfer_to_user_id=None,
-                        transfer_from_user_id=staff.id,
-                        transfer_note=note,
-                        transfer_offered_at=None,
                     )
-                    .returning(Conversation.id)
+                    .returning(Conversation)
                 )
             ).scalar_one_or_none()
             if moved is None:
                 raise await self._why_not_offered(session, conversation_id, staff)
+            withdrawn = void_transfer(moved, "requeued")
+            moved.transfer_from_user_id = staff.id
+            moved.transfer_note = note
             audit.record(
                 session,
                 action="chat.transfer_queue",
                 actor_user_id=staff.id,
                 target=f"conversation:{conversation_id}",
             )
+        # Before `released`, so that my consoles never show the chat as the colleague's.
+        await tell_withdrawn(self.hub, withdrawn)
         await self._release(staff.id, conversation_id, "transferred")
         await self.hub.publish(
             conv_channel(conversation_id),
@@ -276,6 +288,7 @@ class Transfers:
                         .where(
                             Conversation.transfer_to_user_id == user_id,
                             Conversation.status == "active",
+                            Conversation.assigned_user_id == Conversation.transfer_from_user_id,
                         )
                         .order_by(Conversation.transfer_offered_at)  # type: ignore[arg-type]
                     )
@@ -380,31 +393,6 @@ async def tell_handover(
             "from": _person(conversation.transfer_from_user_id, names),
             "note": conversation.transfer_note,
         },
-    )
-
-
-async def tell_withdrawn(
-    hub: Hub,
-    conversation_id: uuid.UUID,
-    *,
-    offered_by: uuid.UUID | None,
-    offered_to: uuid.UUID,
-    reason: str,
-) -> None:
-    """An offer that will never be answered (a supervisor took the chat over): both ends
-    hear of it as of a declined one, with the reason."""
-    if offered_by is not None:
-        await hub.publish(
-            user_channel(offered_by),
-            {
-                "type": "transfer_declined",
-                "conversation_id": str(conversation_id),
-                "reason": reason,
-            },
-        )
-    await hub.publish(
-        user_channel(offered_to),
-        {"type": "transfer_withdrawn", "conversation_id": str(conversation_id), "reason": reason},
     )
 
 

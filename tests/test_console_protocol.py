@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import pytest
+from sqlalchemy import update
+
+from db.engine import create_engine, session_factory
+from db.models import Conversation, utcnow
 from tests.clients import Client
 from tests.conftest import LiveServer, MakeLive
 
@@ -266,3 +272,100 @@ async def test_tags_go_into_the_contact_record_and_unknown_codes_are_refused(
     refusal = await staff.expect("error", in_reply_to="tag")
     assert refusal["code"] == "bad_request" and refusal["field"] == "categories"
     assert (await live.record_of(staff, cid))["categories"] == ["violence.bullying"]
+
+
+async def _offered(live: LiveServer) -> tuple[Client, Client, Client, str]:
+    """A chat of Ana's, offered to Besnik and waiting for his answer."""
+    child, ana, cid = await _chat(live, name="Ana")
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None
+    await ana.send(
+        type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id), note="Shkolla"
+    )
+    await besnik.expect("transfer_offer", conversation_id=cid)
+    await ana.expect("transfer_pending", conversation_id=cid)
+    return child, ana, besnik, cid
+
+
+async def test_sending_a_chat_back_to_the_queue_withdraws_the_offer_waiting_for_a_colleague(
+    live: LiveServer,
+) -> None:
+    _child, ana, besnik, cid = await _offered(live)
+    assert ana.identity is not None
+    await ana.send(type="transfer", conversation_id=cid, note="Për kë e merr")
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "requeued"
+    cancelled = await ana.expect("transfer_declined", conversation_id=cid)
+    released = await ana.expect("released", conversation_id=cid)
+    assert (cancelled["reason"], released["reason"]) == ("requeued", "transferred")
+    # Ana's consoles hear of the offer first, so they do not show the chat as Besnik's.
+    assert ana.seen.index(cancelled) < ana.seen.index(released)
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    refusal = await besnik.expect("error", in_reply_to="transfer_accept")
+    assert (refusal["code"], refusal["reason"]) == ("conflict", "withdrawn")
+    # The note for the queue, not the offer's, goes to whoever takes the chat next.
+    drita = await live.counsellor(name="Drita")
+    await drita.send(type="take", conversation_id=cid)
+    await drita.expect("assigned", conversation_id=cid)
+    handover = await drita.expect("handover", conversation_id=cid)
+    assert handover["from"] == {"id": str(ana.identity.id), "name": "Ana"}
+    assert handover["note"] == "Për kë e merr"
+
+
+@pytest.mark.parametrize("by", ["counsellor", "child"])
+async def test_ending_a_chat_withdraws_the_offer_waiting_for_a_colleague(
+    live: LiveServer, by: str
+) -> None:
+    child, ana, besnik, cid = await _offered(live)
+    if by == "counsellor":
+        await live.record(ana, cid)
+        await ana.send(type="end", conversation_id=cid)
+    else:
+        await child.send(type="end")
+    await ana.expect("ended", conversation_id=cid)
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "ended"
+    assert (await ana.expect("transfer_declined", conversation_id=cid))["reason"] == "ended"
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    refusal = await besnik.expect("error", in_reply_to="transfer_accept")
+    assert (refusal["code"], refusal["reason"]) == ("conflict", "withdrawn")
+
+
+async def test_an_offer_left_behind_on_a_queued_chat_is_voided_when_the_chat_is_taken(
+    live: LiveServer,
+) -> None:
+    """A row as earlier builds could leave it: queued, yet still offered to Besnik."""
+    ana = await live.counsellor(name="Ana")
+    besnik = await live.counsellor(name="Besnik")
+    assert ana.identity is not None and besnik.identity is not None
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state", status="queued")
+    queue = await ana.expect("queue")
+    while not queue["items"]:
+        queue = await ana.expect("queue")
+    cid = queue["items"][0]["conversation_id"]
+    engine = create_engine(live.settings.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == uuid.UUID(cid))
+                .values(
+                    transfer_to_user_id=besnik.identity.id,
+                    transfer_from_user_id=ana.identity.id,
+                    transfer_note="Për Besnikun",
+                    transfer_offered_at=utcnow(),
+                )
+            )
+    finally:
+        await engine.dispose()
+    drita = await live.counsellor(name="Drita")
+    await drita.send(type="take", conversation_id=cid)
+    await drita.expect("assigned", conversation_id=cid)
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    answer = await besnik.expect_any(("assigned", "error"))
+    assert (answer["type"], answer.get("reason")) == ("error", "withdrawn")
+    assert (await besnik.expect("transfer_withdrawn", conversation_id=cid))["reason"] == "requeued"
+    # The offer's note was for Besnik, not a handover for whoever takes the chat.
+    assert all(f["type"] != "handover" for f in await drita.quiet(0.3))

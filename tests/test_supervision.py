@@ -346,6 +346,25 @@ async def test_a_block_ends_the_chat_and_refuses_new_ones_until_lifted(live: Liv
     assert (await supervisor.expect("error", in_reply_to="block"))["code"] == "bad_request"
 
 
+async def test_a_block_withdraws_the_offer_waiting_for_a_colleague(live: LiveServer) -> None:
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("transfer_offer", conversation_id=cid)
+    supervisor = await _supervisor(live)
+    await supervisor.send(type="block", conversation_id=cid, reason="Fyerje", hours=1)
+    await supervisor.expect("blocked")
+    await ana.expect("ended", conversation_id=cid, reason="blocked")
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "ended"
+    assert (await ana.expect("transfer_declined", conversation_id=cid))["reason"] == "ended"
+
+
 def test_an_address_block_expires_by_itself() -> None:
     blocks = AddressBlocks()
     block_id = uuid.uuid4()

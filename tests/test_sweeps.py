@@ -129,3 +129,91 @@ async def test_the_heartbeat_keeps_every_connected_child_in_the_queue(
     counsellor = await live.counsellor()
     queue = await counsellor.expect("queue")
     assert len(queue["items"]) == 5
+
+
+async def test_an_offer_dies_with_a_lost_console_and_cannot_move_the_chat_from_its_next_taker(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(staff_grace_s=1.0)
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None and besnik.cookie is not None
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("transfer_offer", conversation_id=cid)
+    await ana.expect("transfer_pending", conversation_id=cid)
+    await child.expect("state", status="active")
+    await child.quiet(0.1)
+    await ana.close()
+    await child.expect("state", status="queued", timeout=6)
+
+    drita = await live.counsellor(name="Drita")
+    await drita.send(type="take", conversation_id=cid)
+    await drita.expect("assigned", conversation_id=cid)
+    await child.expect("state", status="active", counsellor={"name": "Drita"})
+    # Besnik's old offer cannot pull the chat away from Drita, nor come back to his console.
+    await besnik.send(type="transfer_accept", conversation_id=cid)
+    answer = await besnik.expect_any(("assigned", "error"))
+    assert (answer["type"], answer.get("code"), answer.get("reason")) == (
+        "error",
+        "conflict",
+        "withdrawn",
+    )
+    # He was told when the chat went back to the queue.
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "requeued"
+    assert (await (await live.staff_client(besnik.cookie)).expect("snapshot"))["offers"] == []
+    await drita.send(type="send", conversation_id=cid, client_id="d", body="Jam Drita.")
+    assert (await drita.expect("ack", client_id="d"))["seq"] == 1
+    assert all(f.get("counsellor") is None for f in await child.quiet(0.3))
+
+
+async def test_a_note_handed_over_once_is_not_handed_over_again_after_a_lost_console(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(staff_grace_s=1.0)
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    await ana.send(type="transfer", conversation_id=cid, note="Ka frikë nga babai.")
+    await ana.expect("released", conversation_id=cid)
+    besnik = await live.counsellor(name="Besnik")
+    await besnik.send(type="take", conversation_id=cid)
+    await besnik.expect("assigned", conversation_id=cid)
+    assert (await besnik.expect("handover", conversation_id=cid))["note"] == "Ka frikë nga babai."
+    await child.expect("state", status="active", counsellor={"name": "Besnik"})
+    await child.quiet(0.1)
+    await besnik.close()
+    await child.expect("state", status="queued", timeout=6)
+
+    drita = await live.counsellor(name="Drita")
+    assert drita.cookie is not None
+    await drita.send(type="take", conversation_id=cid)
+    await drita.expect("assigned", conversation_id=cid)
+    assert all(f["type"] != "handover" for f in await drita.quiet(0.3))
+    again = await (await live.staff_client(drita.cookie)).expect("snapshot")
+    assert again["chats"][0]["handover"] is None
+
+
+async def test_a_chat_closed_for_inactivity_withdraws_the_offer_waiting_for_a_colleague(
+    make_live: MakeLive,
+) -> None:
+    live = await make_live(inactivity_close_s=1.0)
+    besnik = await live.counsellor(name="Besnik")
+    assert besnik.identity is not None
+    child = await live.child()
+    await child.send(type="start")
+    ana = await live.counsellor(name="Ana")
+    await ana.send(type="take")
+    cid = (await ana.expect("assigned"))["conversation_id"]
+    await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
+    await besnik.expect("transfer_offer", conversation_id=cid)
+    await ana.expect("ended", conversation_id=cid, reason="inactive", timeout=6)
+    withdrawn = await besnik.expect("transfer_withdrawn", conversation_id=cid, timeout=2)
+    assert withdrawn["reason"] == "ended"
+    assert (await ana.expect("transfer_declined", conversation_id=cid))["reason"] == "ended"

@@ -178,6 +178,8 @@ store.addEventListener("notify", (e) => {
     say(t("notice_offer", { name: (offer && offer.from && offer.from.name) || t("offer_someone") }));
   } else if (kind === "offer_lapsed") say(t("notice_offer_lapsed"));
   else if (kind === "offer_withdrawn") say(t("notice_offer_taken_over"));
+  else if (kind === "offer_requeued") say(t("notice_offer_requeued"));
+  else if (kind === "offer_ended") say(t("notice_offer_ended"));
   else if (kind === "whisper" && chat) {
     const w = chat.whispers[chat.whispers.length - 1];
     say(t("notice_whisper", { n, name: (w.from && w.from.name) || t("whisper_supervisor"), body: w.body }));

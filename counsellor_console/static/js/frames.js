@@ -5,6 +5,16 @@ const RETRY_LATER_MS = 3000;
 const TYPING_EXPIRES_MS = 8000;
 // Replayed history (after a reload) is not news: only recent child messages ring.
 const NOTIFY_WINDOW_MS = 120000;
+// Why an offer made to me went, as the notice to give (a decline of my own needs none).
+const OFFER_GONE_NOTICE = {
+  timeout: "offer_lapsed",
+  takeover: "offer_withdrawn",
+  requeued: "offer_requeued",
+  ended: "offer_ended",
+};
+// Why my own offer went that is news in itself; any other reason (taken over, back to the
+// queue, ended) comes with its own `released` or `ended`, and the offer simply ends with it.
+const DECLINED_STATES = { declined: "declined", timeout: "lapsed" };
 
 export const handlers = {
   snapshot(s) {
@@ -236,11 +246,12 @@ export const handlers = {
   },
 
   transfer_withdrawn(w) {
+    // The offer will never be answered, whatever the reason: its card goes.
     const offer = this.offers.get(w.conversation_id);
     if (!offer) return;
     this.dropOffer(w.conversation_id);
-    if (w.reason === "timeout") this.notify("offer_lapsed", w.conversation_id);
-    else if (w.reason === "takeover") this.notify("offer_withdrawn", w.conversation_id);
+    const notice = Object.hasOwn(OFFER_GONE_NOTICE, w.reason) ? OFFER_GONE_NOTICE[w.reason] : null;
+    if (notice) this.notify(notice, w.conversation_id);
   },
 
   transfer_pending(p) {
@@ -250,13 +261,12 @@ export const handlers = {
   transfer_declined(d) {
     const chat = this.chats.get(d.conversation_id);
     if (!chat) return;
-    // A supervisor took the chat over: `released` says so; the offer simply ends with it.
-    if (d.reason === "takeover") {
+    if (!Object.hasOwn(DECLINED_STATES, d.reason)) {
       this.setTransfer(chat.id, null);
       return;
     }
     const to = (chat.transfer && chat.transfer.to) || d.by || null;
-    this.setTransfer(chat.id, { state: d.reason === "timeout" ? "lapsed" : "declined", to });
+    this.setTransfer(chat.id, { state: DECLINED_STATES[d.reason], to });
     this.notify("transfer_declined", chat.id);
   },
 

@@ -12,6 +12,8 @@ const TONES = {
   left_quickly: [659.25, 440],
   transfer_declined: [523.25, 440],
   offer_lapsed: [440],
+  offer_requeued: [440],
+  offer_ended: [440],
 };
 
 export class Notifier {
