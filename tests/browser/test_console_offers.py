@@ -67,6 +67,7 @@ def test_an_offer_whose_chat_goes_back_to_the_queue_or_ends_leaves_the_card_with
                 ana.expect("ended", conversation_id=cid)
             wait_until(page, f"{CARDS} === 0 && document.querySelector('#offers').hidden")
             text_is(page, "#alerts", text[notice])
+            console.check_screen(page, f"offer-withdrawn-{way_out}-{lang}")
             if way_out == "queue":
                 ana.send(type="take", conversation_id=cid)
                 ana.expect("assigned", conversation_id=cid)
