@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import alerts, audit, protocol, records, return_codes, switchboard
 from chat_server.accounts import StaffIdentity
@@ -70,7 +71,9 @@ class Conversations:
     async def by_token(self, token: str) -> Conversation | None:
         async with self.db() as session:
             result = await session.execute(
-                select(Conversation).where(Conversation.child_token_hash == self.token_hash(token))
+                select(Conversation).where(
+                    col(Conversation.child_token_hash) == self.token_hash(token)
+                )
             )
             return result.scalar_one_or_none()
 
@@ -117,12 +120,12 @@ class Conversations:
             result = await session.execute(
                 update(Conversation)
                 .where(
-                    Conversation.id == conversation_id,
-                    Conversation.status == "ended",
-                    Conversation.feedback_rating.is_(None),  # type: ignore[union-attr]
+                    col(Conversation.id) == conversation_id,
+                    col(Conversation.status) == "ended",
+                    col(Conversation.feedback_rating).is_(None),
                 )
                 .values(feedback_rating=rating, feedback_helped=helped)
-                .returning(Conversation.id)
+                .returning(col(Conversation.id))
             )
             if result.scalar_one_or_none() is None:
                 raise Refused(
@@ -137,9 +140,9 @@ class Conversations:
                 async with self.db() as session, session.begin():
                     result = await session.execute(
                         update(Conversation)
-                        .where(Conversation.id == conversation_id)
+                        .where(col(Conversation.id) == conversation_id)
                         .values(return_code_hash=return_codes.code_hash(self._secret_text, code))
-                        .returning(Conversation.id)
+                        .returning(col(Conversation.id))
                     )
                     if result.scalar_one_or_none() is None:
                         raise Refused("not_found", "no such conversation")
@@ -152,7 +155,8 @@ class Conversations:
         async with self.db() as session:
             result = await session.execute(
                 select(Conversation).where(
-                    Conversation.return_code_hash == return_codes.code_hash(self._secret_text, code)
+                    col(Conversation.return_code_hash)
+                    == return_codes.code_hash(self._secret_text, code)
                 )
             )
             return result.scalar_one_or_none()
@@ -163,7 +167,8 @@ class Conversations:
             result = await session.execute(
                 update(Conversation)
                 .where(
-                    Conversation.return_code_hash == return_codes.code_hash(self._secret_text, code)
+                    col(Conversation.return_code_hash)
+                    == return_codes.code_hash(self._secret_text, code)
                 )
                 .values(child_token_hash=self.token_hash(new_token))
                 .returning(Conversation)
@@ -178,7 +183,7 @@ class Conversations:
             conversation = (
                 await session.execute(
                     update(Conversation)
-                    .where(Conversation.child_token_hash == self.token_hash(token))
+                    .where(col(Conversation.child_token_hash) == self.token_hash(token))
                     .values(
                         quick_exit_at=now,
                         child_left_at=now,
@@ -213,7 +218,7 @@ class Conversations:
         async with self.db() as session, session.begin():
             await session.execute(
                 update(Conversation)
-                .where(Conversation.id == conversation_id)
+                .where(col(Conversation.id) == conversation_id)
                 .values(child_seen_at=now, child_left_at=None if online else now)
             )
         await self.hub.publish(
@@ -267,8 +272,10 @@ class Conversations:
         async with self.db() as session:
             result = await session.execute(
                 select(Message)
-                .where(Message.conversation_id == conversation_id, Message.seq > after_seq)
-                .order_by(Message.seq)  # type: ignore[arg-type]
+                .where(
+                    col(Message.conversation_id) == conversation_id, col(Message.seq) > after_seq
+                )
+                .order_by(col(Message.seq))
                 .limit(REPLAY_BATCH)
             )
             return [self.frame(m) for m in result.scalars()]
@@ -294,19 +301,21 @@ class Conversations:
     async def mark_read(
         self, conversation_id: uuid.UUID, seq: int, *, staff: StaffIdentity | None = None
     ) -> None:
-        column = Conversation.child_read_seq if staff is None else Conversation.staff_read_seq
+        column = (
+            col(Conversation.child_read_seq) if staff is None else col(Conversation.staff_read_seq)
+        )
         statement = (
             update(Conversation)
             .where(
-                Conversation.id == conversation_id,
+                col(Conversation.id) == conversation_id,
                 column < seq,
-                Conversation.last_seq >= seq,
+                col(Conversation.last_seq) >= seq,
             )
             .values({column: seq})
-            .returning(Conversation.id)
+            .returning(col(Conversation.id))
         )
         if staff is not None:
-            statement = statement.where(Conversation.assigned_user_id == staff.id)
+            statement = statement.where(col(Conversation.assigned_user_id) == staff.id)
         async with self.db() as session, session.begin():
             moved = (await session.execute(statement)).scalar_one_or_none()
         if moved is not None:
@@ -334,7 +343,7 @@ class Conversations:
                 # serialise here, so the load counted below is the committed truth.
                 user = (
                     await session.execute(
-                        select(StaffUser).where(StaffUser.id == staff.id).with_for_update()
+                        select(StaffUser).where(col(StaffUser.id) == staff.id).with_for_update()
                     )
                 ).scalar_one()
                 load = await load_of(session, staff.id)
@@ -350,7 +359,7 @@ class Conversations:
                 taken = (
                     await session.execute(
                         update(Conversation)
-                        .where(Conversation.id == target, Conversation.status == "queued")
+                        .where(col(Conversation.id) == target, col(Conversation.status) == "queued")
                         .values(status="active", assigned_user_id=staff.id, assigned_at=now)
                         .returning(Conversation)
                     )
@@ -372,12 +381,12 @@ class Conversations:
     ) -> Conversation:
         statement = (
             update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.status != "ended")
+            .where(col(Conversation.id) == conversation_id, col(Conversation.status) != "ended")
             .values(status="ended", ended_at=utcnow(), end_reason=reason)
             .returning(Conversation)
         )
         if staff is not None:
-            statement = statement.where(Conversation.assigned_user_id == staff.id)
+            statement = statement.where(col(Conversation.assigned_user_id) == staff.id)
         async with self.db() as session, session.begin():
             ended = (await session.execute(statement)).scalar_one_or_none()
             if ended is None:
@@ -422,7 +431,9 @@ class Conversations:
         async with self.db() as session, session.begin():
             conversation = (
                 await session.execute(
-                    select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+                    select(Conversation)
+                    .where(col(Conversation.id) == conversation_id)
+                    .with_for_update()
                 )
             ).scalar_one_or_none()
             if conversation is None:
@@ -464,7 +475,7 @@ class Conversations:
         async with self.db() as session, session.begin():
             await session.execute(
                 update(StaffUser)
-                .where(StaffUser.id == staff.id, StaffUser.status != value)
+                .where(col(StaffUser.id) == staff.id, col(StaffUser.status) != value)
                 .values(status=value, status_since=utcnow(), last_seen_at=utcnow())
             )
         await self.publish_me(staff.id)
@@ -492,8 +503,11 @@ class Conversations:
         async with self.db() as session:
             result = await session.execute(
                 select(Conversation)
-                .where(Conversation.assigned_user_id == user_id, Conversation.status == "active")
-                .order_by(Conversation.assigned_at)  # type: ignore[arg-type]
+                .where(
+                    col(Conversation.assigned_user_id) == user_id,
+                    col(Conversation.status) == "active",
+                )
+                .order_by(col(Conversation.assigned_at))
             )
             return list(result.scalars())
 
@@ -533,12 +547,12 @@ class Conversations:
 
     async def _next_in_queue(self, session: AsyncSession) -> uuid.UUID | None:
         result = await session.execute(
-            select(Conversation.id)
-            .where(Conversation.status == "queued")
+            select(col(Conversation.id))
+            .where(col(Conversation.status) == "queued")
             .order_by(
-                Conversation.priority.desc(),  # type: ignore[attr-defined]
-                Conversation.queued_at,
-                Conversation.id,
+                col(Conversation.priority).desc(),
+                col(Conversation.queued_at),
+                col(Conversation.id),
             )
             .limit(1)
         )
@@ -632,6 +646,6 @@ async def load_of(session: AsyncSession, user_id: uuid.UUID) -> int:
     result = await session.execute(
         select(func.count())
         .select_from(Conversation)
-        .where(Conversation.assigned_user_id == user_id, Conversation.status == "active")
+        .where(col(Conversation.assigned_user_id) == user_id, col(Conversation.status) == "active")
     )
     return int(result.scalar_one())

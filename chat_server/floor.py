@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import accounts, alerts, protocol, retention, switchboard
 from chat_server.accounts import StaffIdentity
@@ -55,16 +56,21 @@ INTRODUCTION_GRACE_S = 2.0
 AVAILABILITY_TTL_S = 1.0
 
 # What a waiting child's place is made of, read from the queue index.
-_PLACE_COLUMNS = (Conversation.id, Conversation.priority, Conversation.queued_at, Conversation.mode)
+_PLACE_COLUMNS = (
+    col(Conversation.id),
+    col(Conversation.priority),
+    col(Conversation.queued_at),
+    col(Conversation.mode),
+)
 # What consoles show of each waiting child besides.
 _ITEM_COLUMNS = (
-    Conversation.created_at,
-    Conversation.lang,
-    Conversation.pre_chat,
-    Conversation.last_seq,
-    Conversation.risk_level,
-    Conversation.child_left_at,
-    Conversation.child_seen_at,
+    col(Conversation.created_at),
+    col(Conversation.lang),
+    col(Conversation.pre_chat),
+    col(Conversation.last_seq),
+    col(Conversation.risk_level),
+    col(Conversation.child_left_at),
+    col(Conversation.child_seen_at),
 )
 
 
@@ -145,7 +151,7 @@ class Floor:
         columns = _PLACE_COLUMNS + (_ITEM_COLUMNS if items else ())
         async with self.db() as session:
             rows = (
-                await session.execute(select(*columns).where(Conversation.status == "queued"))
+                await session.execute(select(*columns).where(col(Conversation.status) == "queued"))
             ).all()
             staffing = await self._staffing(session)
         by_id = {row.id: row for row in rows}
@@ -195,7 +201,7 @@ class Floor:
                 await session.execute(
                     select(func.count())
                     .select_from(Conversation)
-                    .where(Conversation.status == "queued")
+                    .where(col(Conversation.status) == "queued")
                 )
             ).scalar_one()
             staffing = await self._staffing(session)
@@ -411,15 +417,15 @@ class Floor:
             # UPDATE in whatever order the planner picks could deadlock with a batch
             # (PostgreSQL would break it only after deadlock_timeout, a second).
             in_order = (
-                select(Conversation.id)
-                .where(Conversation.id.in_(chunk))  # type: ignore[attr-defined]
-                .order_by(Conversation.id)
+                select(col(Conversation.id))
+                .where(col(Conversation.id).in_(chunk))
+                .order_by(col(Conversation.id))
                 .with_for_update()
             )
             async with self.db() as session, session.begin():
                 await session.execute(
                     update(Conversation)
-                    .where(Conversation.id.in_(in_order.scalar_subquery()))  # type: ignore[attr-defined]
+                    .where(col(Conversation.id).in_(in_order.scalar_subquery()))
                     .values(child_seen_at=now, child_left_at=None)
                 )
         await self._push_heads()
@@ -436,8 +442,8 @@ class Floor:
             return
         async with self.db() as session:
             rows = await session.execute(
-                select(Conversation.id, Conversation.last_seq).where(
-                    Conversation.id.in_(local)  # type: ignore[attr-defined]
+                select(col(Conversation.id), col(Conversation.last_seq)).where(
+                    col(Conversation.id).in_(local)
                 )
             )
         for conversation_id, last_seq in rows:
@@ -459,14 +465,14 @@ class Floor:
                     await session.execute(
                         update(StaffUser)
                         .where(
-                            StaffUser.status != "offline",
+                            col(StaffUser.status) != "offline",
                             or_(
-                                StaffUser.last_seen_at.is_(None),  # type: ignore[union-attr]
-                                StaffUser.last_seen_at < staff_gone,  # type: ignore[operator]
+                                col(StaffUser.last_seen_at).is_(None),
+                                col(StaffUser.last_seen_at) < staff_gone,
                             ),
                         )
                         .values(status="offline", status_since=now)
-                        .returning(StaffUser.id)
+                        .returning(col(StaffUser.id))
                     )
                 ).scalars()
             )
@@ -476,13 +482,13 @@ class Floor:
                     await session.execute(
                         update(Conversation)
                         .where(
-                            Conversation.status == "active",
-                            Conversation.assigned_user_id.in_(  # type: ignore[union-attr]
-                                select(StaffUser.id).where(
-                                    StaffUser.status == "offline",
+                            col(Conversation.status) == "active",
+                            col(Conversation.assigned_user_id).in_(
+                                select(col(StaffUser.id)).where(
+                                    col(StaffUser.status) == "offline",
                                     or_(
-                                        StaffUser.last_seen_at.is_(None),  # type: ignore[union-attr]
-                                        StaffUser.last_seen_at < staff_gone,  # type: ignore[operator]
+                                        col(StaffUser.last_seen_at).is_(None),
+                                        col(StaffUser.last_seen_at) < staff_gone,
                                     ),
                                 )
                             ),
@@ -506,21 +512,22 @@ class Floor:
                         .where(
                             or_(
                                 and_(
-                                    Conversation.status == "queued",
+                                    col(Conversation.status) == "queued",
                                     # A left message waits for a counsellor, child or not.
-                                    Conversation.mode == "chat",
+                                    col(Conversation.mode) == "chat",
                                     or_(
-                                        Conversation.child_left_at < child_gone,  # type: ignore[operator]
-                                        Conversation.child_seen_at < child_gone,
+                                        col(Conversation.child_left_at) < child_gone,
+                                        col(Conversation.child_seen_at) < child_gone,
                                     ),
                                 ),
                                 and_(
-                                    Conversation.status == "active",
+                                    col(Conversation.status) == "active",
                                     func.coalesce(
-                                        Conversation.last_message_at, Conversation.assigned_at
+                                        col(Conversation.last_message_at),
+                                        col(Conversation.assigned_at),
                                     )
                                     < case(
-                                        (Conversation.mode == "message", _at(message_idle)),
+                                        (col(Conversation.mode) == "message", _at(message_idle)),
                                         else_=_at(idle),
                                     ),
                                 ),
@@ -530,7 +537,8 @@ class Floor:
                             status="ended",
                             ended_at=now,
                             end_reason=case(
-                                (Conversation.status == "queued", "abandoned"), else_="inactive"
+                                (col(Conversation.status) == "queued", "abandoned"),
+                                else_="inactive",
                             ),
                         )
                         .returning(Conversation)
@@ -598,17 +606,19 @@ async def _position(session: AsyncSession, conversation: Conversation) -> int:
     those ahead, on the queue's index."""
     p, at = conversation.priority, conversation.queued_at
     ahead = or_(
-        Conversation.priority > p,
+        col(Conversation.priority) > p,
         and_(
-            Conversation.priority == p,
+            col(Conversation.priority) == p,
             or_(
-                Conversation.queued_at < at,
-                and_(Conversation.queued_at == at, Conversation.id < conversation.id),
+                col(Conversation.queued_at) < at,
+                and_(col(Conversation.queued_at) == at, col(Conversation.id) < conversation.id),
             ),
         ),
     )
     count = await session.execute(
-        select(func.count()).select_from(Conversation).where(Conversation.status == "queued", ahead)
+        select(func.count())
+        .select_from(Conversation)
+        .where(col(Conversation.status) == "queued", ahead)
     )
     return int(count.scalar_one()) + 1
 
@@ -617,13 +627,16 @@ async def _on_duty(session: AsyncSession) -> list[switchboard.OnDuty]:
     load = (
         select(func.count())
         .select_from(Conversation)
-        .where(Conversation.assigned_user_id == StaffUser.id, Conversation.status == "active")
+        .where(
+            col(Conversation.assigned_user_id) == col(StaffUser.id),
+            col(Conversation.status) == "active",
+        )
         .scalar_subquery()
     )
     rows = await session.execute(
-        select(StaffUser.max_chats, load).where(
-            StaffUser.status == "available",
-            StaffUser.active.is_(True),  # type: ignore[attr-defined]
+        select(col(StaffUser.max_chats), load).where(
+            col(StaffUser.status) == "available",
+            col(StaffUser.active).is_(True),
         )
     )
     return [switchboard.OnDuty(capacity=cap, load=int(n)) for cap, n in rows]
@@ -632,17 +645,21 @@ async def _on_duty(session: AsyncSession) -> list[switchboard.OnDuty]:
 async def _handle_time(session: AsyncSession, default_s: int) -> float:
     """Mean handling time of the latest finished chats; the default until there are some."""
     recent = (
-        select(Conversation.assigned_at, Conversation.ended_at)
+        select(col(Conversation.assigned_at), col(Conversation.ended_at))
         .where(
-            Conversation.status == "ended",
-            Conversation.assigned_at.is_not(None),  # type: ignore[union-attr]
-            Conversation.ended_at.is_not(None),  # type: ignore[union-attr]
+            col(Conversation.status) == "ended",
+            col(Conversation.assigned_at).is_not(None),
+            col(Conversation.ended_at).is_not(None),
         )
-        .order_by(Conversation.ended_at.desc())  # type: ignore[union-attr]
+        .order_by(col(Conversation.ended_at).desc())
         .limit(HANDLE_TIME_SAMPLE)
     )
     rows = (await session.execute(recent)).all()
     if len(rows) < 5:
         return float(default_s)
-    total = sum((ended - assigned).total_seconds() for assigned, ended in rows)
+    total = 0.0
+    for assigned, ended in rows:
+        if assigned is None or ended is None:  # the query leaves such chats out
+            raise ValueError(f"a finished chat without its times: {assigned!r}, {ended!r}")
+        total += (ended - assigned).total_seconds()
     return max(60.0, total / len(rows))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import alerts, audit, protocol, switchboard, transfers
 from chat_server.accounts import StaffIdentity
@@ -209,7 +210,7 @@ class Supervision:
         async with self.db() as session, session.begin():
             counsellor = (
                 await session.execute(
-                    select(StaffUser).where(StaffUser.id == to_user_id).with_for_update()
+                    select(StaffUser).where(col(StaffUser.id) == to_user_id).with_for_update()
                 )
             ).scalar_one_or_none()
             if counsellor is None or not counsellor.active:
@@ -227,7 +228,10 @@ class Supervision:
             assigned = (
                 await session.execute(
                     update(Conversation)
-                    .where(Conversation.id == conversation_id, Conversation.status == "queued")
+                    .where(
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.status) == "queued",
+                    )
                     .values(status="active", assigned_user_id=to_user_id, assigned_at=utcnow())
                     .returning(Conversation)
                 )
@@ -305,9 +309,9 @@ class Supervision:
             lifted = (
                 await session.execute(
                     update(Block)
-                    .where(Block.id == block_id, Block.lifted_at.is_(None))  # type: ignore[union-attr]
+                    .where(col(Block.id) == block_id, col(Block.lifted_at).is_(None))
                     .values(lifted_at=utcnow(), lifted_by=staff.id)
-                    .returning(Block.id)
+                    .returning(col(Block.id))
                 )
             ).scalar_one_or_none()
             if lifted is None:
@@ -321,8 +325,8 @@ class Supervision:
         async with self.db() as session:
             result = await session.execute(
                 select(Block)
-                .where(Block.lifted_at.is_(None), Block.expires_at > utcnow())  # type: ignore[union-attr]
-                .order_by(Block.created_at.desc())  # type: ignore[attr-defined]
+                .where(col(Block.lifted_at).is_(None), col(Block.expires_at) > utcnow())
+                .order_by(col(Block.created_at).desc())
             )
             return list(result.scalars())
 
@@ -334,7 +338,7 @@ class Supervision:
             alert = (
                 await session.execute(
                     update(Alert)
-                    .where(Alert.id == alert_id, Alert.acked_at.is_(None))  # type: ignore[union-attr]
+                    .where(col(Alert.id) == alert_id, col(Alert.acked_at).is_(None))
                     .values(acked_by=staff.id, acked_at=utcnow())
                     .returning(Alert)
                 )
@@ -355,10 +359,10 @@ class Supervision:
         async with self.db() as session, session.begin():
             long_waits = (
                 await session.execute(
-                    select(Conversation.id).where(
-                        Conversation.status == "queued",
-                        Conversation.mode == "chat",
-                        Conversation.queued_at < waited,
+                    select(col(Conversation.id)).where(
+                        col(Conversation.status) == "queued",
+                        col(Conversation.mode) == "chat",
+                        col(Conversation.queued_at) < waited,
                     )
                 )
             ).scalars()
@@ -368,11 +372,14 @@ class Supervision:
                     events.append(event)
             silent = (
                 await session.execute(
-                    select(Conversation.id).where(
-                        Conversation.status == "active",
-                        Conversation.last_child_message_at < unanswered,  # type: ignore[operator]
-                        (Conversation.last_staff_message_at.is_(None))  # type: ignore[union-attr]
-                        | (Conversation.last_staff_message_at < Conversation.last_child_message_at),  # type: ignore[operator]
+                    select(col(Conversation.id)).where(
+                        col(Conversation.status) == "active",
+                        col(Conversation.last_child_message_at) < unanswered,
+                        (col(Conversation.last_staff_message_at).is_(None))
+                        | (
+                            col(Conversation.last_staff_message_at)
+                            < col(Conversation.last_child_message_at)
+                        ),
                     )
                 )
             ).scalars()
@@ -404,7 +411,7 @@ class Supervision:
 async def _conversation(
     session: AsyncSession, conversation_id: uuid.UUID, *, lock: bool = False
 ) -> Conversation:
-    statement = select(Conversation).where(Conversation.id == conversation_id)
+    statement = select(Conversation).where(col(Conversation.id) == conversation_id)
     if lock:
         statement = statement.with_for_update()
     conversation = (await session.execute(statement)).scalar_one_or_none()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from chat_server import audit, protocol, switchboard
 from chat_server.accounts import StaffIdentity
@@ -59,10 +60,10 @@ class Transfers:
                 await session.execute(
                     update(Conversation)
                     .where(
-                        Conversation.id == conversation_id,
-                        Conversation.status == "active",
-                        Conversation.assigned_user_id == staff.id,
-                        Conversation.transfer_to_user_id.is_(None),  # type: ignore[union-attr]
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.status) == "active",
+                        col(Conversation.assigned_user_id) == staff.id,
+                        col(Conversation.transfer_to_user_id).is_(None),
                     )
                     .values(
                         transfer_to_user_id=to_user_id,
@@ -100,7 +101,7 @@ class Transfers:
         async with self.db() as session, session.begin():
             user = (
                 await session.execute(
-                    select(StaffUser).where(StaffUser.id == staff.id).with_for_update()
+                    select(StaffUser).where(col(StaffUser.id) == staff.id).with_for_update()
                 )
             ).scalar_one()
             load = await load_of(session, staff.id)
@@ -112,9 +113,11 @@ class Transfers:
                 )
             previous = (
                 await session.execute(
-                    select(Conversation.transfer_from_user_id, Conversation.transfer_note).where(
-                        Conversation.id == conversation_id,
-                        Conversation.transfer_to_user_id == staff.id,
+                    select(
+                        col(Conversation.transfer_from_user_id), col(Conversation.transfer_note)
+                    ).where(
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.transfer_to_user_id) == staff.id,
                     )
                 )
             ).first()
@@ -122,12 +125,13 @@ class Transfers:
                 await session.execute(
                     update(Conversation)
                     .where(
-                        Conversation.id == conversation_id,
-                        Conversation.status == "active",
-                        Conversation.transfer_to_user_id == staff.id,
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.status) == "active",
+                        col(Conversation.transfer_to_user_id) == staff.id,
                         # Still the chat of whoever offered it: an offer never moves a
                         # chat that has meanwhile gone to someone else.
-                        Conversation.assigned_user_id == Conversation.transfer_from_user_id,
+                        col(Conversation.assigned_user_id)
+                        == col(Conversation.transfer_from_user_id),
                     )
                     .values(
                         assigned_user_id=staff.id,
@@ -175,8 +179,8 @@ class Transfers:
                 await session.execute(
                     update(Conversation)
                     .where(
-                        Conversation.id == conversation_id,
-                        Conversation.transfer_to_user_id == staff.id,
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.transfer_to_user_id) == staff.id,
                     )
                     .values(
                         transfer_to_user_id=None,
@@ -184,7 +188,7 @@ class Transfers:
                         transfer_note=None,
                         transfer_offered_at=None,
                     )
-                    .returning(Conversation.transfer_from_user_id)
+                    .returning(col(Conversation.transfer_from_user_id))
                 )
             ).first()
             if withdrawn is None:
@@ -197,8 +201,8 @@ class Transfers:
         async with self.db() as session, session.begin():
             lapsed = (
                 await session.execute(
-                    select(Conversation.id, Conversation.transfer_to_user_id)
-                    .where(Conversation.transfer_offered_at < cutoff)  # type: ignore[operator]
+                    select(col(Conversation.id), col(Conversation.transfer_to_user_id))
+                    .where(col(Conversation.transfer_offered_at) < cutoff)
                     .with_for_update()
                 )
             ).all()
@@ -206,7 +210,7 @@ class Transfers:
                 return 0
             await session.execute(
                 update(Conversation)
-                .where(Conversation.id.in_([c for c, _ in lapsed]))  # type: ignore[attr-defined]
+                .where(col(Conversation.id).in_([c for c, _ in lapsed]))
                 .values(
                     transfer_to_user_id=None,
                     transfer_from_user_id=None,
@@ -229,9 +233,9 @@ class Transfers:
                 await session.execute(
                     update(Conversation)
                     .where(
-                        Conversation.id == conversation_id,
-                        Conversation.status == "active",
-                        Conversation.assigned_user_id == staff.id,
+                        col(Conversation.id) == conversation_id,
+                        col(Conversation.status) == "active",
+                        col(Conversation.assigned_user_id) == staff.id,
                     )
                     .values(
                         status="queued",
@@ -277,7 +281,7 @@ class Transfers:
             mine = list(
                 (
                     await session.execute(
-                        select(Conversation).where(Conversation.id.in_(chat_ids))  # type: ignore[attr-defined]
+                        select(Conversation).where(col(Conversation.id).in_(chat_ids))
                     )
                 ).scalars()
             )
@@ -286,11 +290,12 @@ class Transfers:
                     await session.execute(
                         select(Conversation)
                         .where(
-                            Conversation.transfer_to_user_id == user_id,
-                            Conversation.status == "active",
-                            Conversation.assigned_user_id == Conversation.transfer_from_user_id,
+                            col(Conversation.transfer_to_user_id) == user_id,
+                            col(Conversation.status) == "active",
+                            col(Conversation.assigned_user_id)
+                            == col(Conversation.transfer_from_user_id),
                         )
-                        .order_by(Conversation.transfer_offered_at)  # type: ignore[arg-type]
+                        .order_by(col(Conversation.transfer_offered_at))
                     )
                 ).scalars()
             )
@@ -335,7 +340,9 @@ class Transfers:
         async with self.db() as session:
             owner = (
                 await session.execute(
-                    select(Conversation.assigned_user_id).where(Conversation.id == conversation_id)
+                    select(col(Conversation.assigned_user_id)).where(
+                        col(Conversation.id) == conversation_id
+                    )
                 )
             ).scalar_one_or_none()
         event: Event = {
@@ -372,8 +379,8 @@ class Transfers:
 def priority_at_least(session: AsyncSession, floor: int) -> Any:
     """max(priority, floor) in the dialect at hand (SQLite's scalar max, else greatest)."""
     if session.bind is not None and session.bind.dialect.name == "sqlite":
-        return func.max(Conversation.priority, floor)
-    return func.greatest(Conversation.priority, floor)
+        return func.max(col(Conversation.priority), floor)
+    return func.greatest(col(Conversation.priority), floor)
 
 
 async def tell_handover(
@@ -459,6 +466,6 @@ async def _names(session: AsyncSession, ids: set[uuid.UUID | None]) -> dict[uuid
     if not wanted:
         return {}
     rows = await session.execute(
-        select(StaffUser.id, StaffUser.display_name).where(StaffUser.id.in_(wanted))  # type: ignore[attr-defined]
+        select(col(StaffUser.id), col(StaffUser.display_name)).where(col(StaffUser.id).in_(wanted))
     )
     return {user_id: name for user_id, name in rows.all()}

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import col
 
 from db.engine import create_engine, session_factory
 from db.models import Conversation, utcnow
@@ -14,11 +15,13 @@ from tests.clients import Client
 from tests.conftest import LiveServer, MakeLive
 
 
-async def _chat(live: LiveServer, **counsellor: object) -> tuple[Client, Client, str]:
+async def _chat(
+    live: LiveServer, *, name: str | None = None, max_chats: int = 3
+) -> tuple[Client, Client, str]:
     child = await live.child()
     await child.send(type="start")
     await child.expect("state")
-    staff = await live.counsellor(**counsellor)  # type: ignore[arg-type]
+    staff = await live.counsellor(name=name, max_chats=max_chats)
     await staff.send(type="take")
     cid: str = (await staff.expect("assigned"))["conversation_id"]
     await child.expect("state", status="active")
@@ -350,7 +353,7 @@ async def test_an_offer_left_behind_on_a_queued_chat_is_voided_when_the_chat_is_
         async with session_factory(engine)() as session, session.begin():
             await session.execute(
                 update(Conversation)
-                .where(Conversation.id == uuid.UUID(cid))
+                .where(col(Conversation.id) == uuid.UUID(cid))
                 .values(
                     transfer_to_user_id=besnik.identity.id,
                     transfer_from_user_id=ana.identity.id,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from chat_server.supervision import AddressBlocks
 from db.engine import create_engine, session_factory
@@ -31,7 +32,7 @@ async def _audit(live: LiveServer) -> list[tuple[str, str | None]]:
     engine = create_engine(live.settings.database_url)
     try:
         async with session_factory(engine)() as session:
-            rows = await session.execute(select(AuditEvent.action, AuditEvent.target))
+            rows = await session.execute(select(col(AuditEvent.action), col(AuditEvent.target)))
             return [(a, t) for a, t in rows]
     finally:
         await engine.dispose()
@@ -130,7 +131,7 @@ async def test_a_whisper_reaches_the_counsellor_only_and_is_kept(live: LiveServe
     assert all(f["type"] not in ("whisper", "msg") for f in await child.quiet(0.3))
     engine = create_engine(live.settings.database_url)
     async with session_factory(engine)() as session:
-        stored = (await session.execute(select(Whisper.body))).scalars().all()
+        stored = (await session.execute(select(col(Whisper.body)))).scalars().all()
     await engine.dispose()
     assert stored == ["Qëndro e qetë."]
 
@@ -419,7 +420,7 @@ async def test_the_floor_matches_the_real_state_after_a_scripted_shift(
     deadline = asyncio.get_running_loop().time() + 5
     while True:
         floor = supervisor.of_type("floor")[-1]
-        staff = {s["name"]: (s["status"], s["load"], s["capacity"]) for s in floor["staff"]}
+        shown = {s["name"]: (s["status"], s["load"], s["capacity"]) for s in floor["staff"]}
         if (
             floor["queue"]["count"] == 2
             and len(floor["chats"]) == 3
@@ -428,8 +429,8 @@ async def test_the_floor_matches_the_real_state_after_a_scripted_shift(
             break
         assert asyncio.get_running_loop().time() < deadline, floor
         await supervisor.expect("floor")
-    assert staff["Ana"] == ("available", 2, 2) and staff["Besnik"] == ("available", 1, 1)
-    assert "Pushim" not in staff  # offline and without chats
+    assert shown["Ana"] == ("available", 2, 2) and shown["Besnik"] == ("available", 1, 1)
+    assert "Pushim" not in shown  # offline and without chats
     assert floor["queue"]["longest_wait_s"] >= 0
     assert floor["chats"][0]["conversation_id"] == cids[0]
     waiting = [c for c in floor["chats"] if c["waiting_for_reply_since"]]
