@@ -74,7 +74,7 @@ class ChildSession:
                 self.token, lang=self.lang, pre_chat=message.pre_chat, mode=message.mode
             )
             await self._follow(conversation.id)
-            self.connection.push(await self.services.floor.child_state(conversation))
+            await self._push_state(conversation)
             return
         conversation_id = self._conversation()
         if isinstance(message, protocol.Send):
@@ -153,6 +153,14 @@ class ChildSession:
         # A new device holds nothing: a return code replays the whole conversation.
         after = 0 if hello.return_code is not None else hello.last_seq or 0
         await self._follow(conversation.id, after_seq=after)
+        await self._push_state(conversation)
+
+    async def _push_state(self, conversation: Conversation) -> None:
+        """The child's status, read again now that this socket follows the chat: a
+        counsellor may have taken it (or it ended) between the first read and the join,
+        and that event went to nobody here. One that comes after the join is sent as
+        well, and the connection drops a view it has overtaken."""
+        conversation = await self.services.conversations.get(conversation.id) or conversation
         if conversation.status == "ended":
             self.connection.push({"type": "ended", "reason": conversation.end_reason})
         else:

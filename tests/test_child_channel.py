@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
+from chat_server.conversations import Conversations
+from db.models import Conversation
 from tests.conftest import LiveServer, MakeLive
 
 
@@ -136,3 +140,35 @@ async def test_quick_exit_mid_chat_tells_the_counsellor_and_forgets_the_token(
     assert left["child"] == "left_quickly"
     again = await live.child(token=child.token)
     assert again.of_type("welcome")[0]["status"] == "new"
+
+
+async def test_a_chat_taken_before_the_childs_socket_follows_it_still_shows_as_taken(
+    make_live: MakeLive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's `start` commits, a counsellor takes the chat at once, and only then
+    does the child's socket join the chat's channel: the `active` event went to nobody
+    here, so the state the child is sent must be read after the join."""
+    started, taken = asyncio.Event(), asyncio.Event()
+    start = Conversations.start
+
+    async def start_then_wait(self: Conversations, *args: Any, **kwargs: Any) -> Conversation:
+        conversation = await start(self, *args, **kwargs)
+        started.set()
+        await taken.wait()
+        return conversation
+
+    monkeypatch.setattr(Conversations, "start", start_then_wait)
+    live = await make_live()
+    counsellor = await live.counsellor(name="Ana")
+    child = await live.child()
+    await child.send(type="start")
+    await asyncio.wait_for(started.wait(), 10)
+    await counsellor.send(type="take")
+    await counsellor.expect("assigned")
+    # The empty queue is published after the child's `active` event; and the broker
+    # delivers on a later turn of the loop: let it go by, to nobody on the child's side.
+    await counsellor.expect("queue", items=[])
+    await asyncio.sleep(0.3)
+    taken.set()
+    state = await child.expect("state")
+    assert (state["status"], state.get("counsellor")) == ("active", {"name": "Ana"})
