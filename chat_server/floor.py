@@ -133,6 +133,9 @@ class Floor:
             weakref.WeakKeyDictionary()
         )
         self._handle_time: tuple[float, float] | None = None  # seconds, read at (loop time)
+        # Children whose page shows another status than the database did at the last
+        # heartbeat, with that status: a second heartbeat that finds the same repairs it.
+        self._out_of_step: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
         # The last `Joining` read, shared by every `hello` until it ages out or the floor
         # changes; the read under way, which callers meanwhile wait for instead of each
         # running their own; and a count of changes heard, so that a read begun before
@@ -436,20 +439,51 @@ class Floor:
         The broker may drop an event; if it was the last message of a burst, no later
         message would reveal the gap. A writer that is behind its head fills in from
         the database, so a dropped event costs at most one heartbeat of latency.
+
+        A dropped status event (taken, requeued, ended) would leave a child's page on
+        the wrong screen, "waiting" while a counsellor writes. A child whose page shows
+        another status than the database on two heartbeats in a row (one could be an
+        event still on its way) is sent the status read from the database.
         """
         local = self.hub.local_conversations()
         if not local:
             return
         async with self.db() as session:
-            rows = await session.execute(
-                select(col(Conversation.id), col(Conversation.last_seq)).where(
-                    col(Conversation.id).in_(local)
+            rows = (
+                await session.execute(
+                    select(
+                        col(Conversation.id), col(Conversation.last_seq), col(Conversation.status)
+                    ).where(col(Conversation.id).in_(local))
                 )
-            )
-        for conversation_id, last_seq in rows:
+            ).all()
+        repair: list[tuple[uuid.UUID, Connection]] = []
+        for conversation_id, last_seq, status in rows:
             head = {"type": "_head", "conversation_id": str(conversation_id), "seq": last_seq}
             for connection in self.hub.members(conv_channel(conversation_id)):
                 connection.push(head)
+                if connection.kind != "child" or connection.status in (None, status):
+                    self._out_of_step.pop(connection, None)
+                elif self._out_of_step.get(connection) == status:
+                    repair.append((conversation_id, connection))
+                else:
+                    self._out_of_step[connection] = status
+        for conversation_id, connection in repair:
+            await self._repair_status(conversation_id, connection)
+
+    async def _repair_status(self, conversation_id: uuid.UUID, connection: Connection) -> None:
+        async with self.db() as session:
+            conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return
+        log.info("a child's page missed a status event; sent %s again", conversation.status)
+        self._out_of_step.pop(connection, None)
+        if conversation.status == "ended":
+            connection.push({"type": "ended", "reason": conversation.end_reason})
+            return
+        state = await self.child_state(conversation)
+        # The database's word, not a view: the connection must not drop it as overtaken.
+        state.pop("_view", None)
+        connection.push(state)
 
     async def sweep(self) -> None:
         now = utcnow()

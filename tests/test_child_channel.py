@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from chat_server.brokers import Event
+from chat_server.brokers.memory import MemoryBroker
 from chat_server.conversations import Conversations
 from db.models import Conversation
 from tests.conftest import LiveServer, MakeLive
@@ -172,3 +174,27 @@ async def test_a_chat_taken_before_the_childs_socket_follows_it_still_shows_as_t
     taken.set()
     state = await child.expect("state")
     assert (state["status"], state.get("counsellor")) == ("active", {"name": "Ana"})
+
+
+async def test_a_lost_status_event_is_repaired_from_the_database(
+    make_live: MakeLive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pub/sub may drop any event, not only messages: a child whose `active` never came
+    must not stay on "waiting" while a counsellor writes to them."""
+    publish = MemoryBroker.publish
+
+    async def drop_status_to_children(self: MemoryBroker, channel: str, event: Event) -> None:
+        if event.get("type") == "state" and event.get("_to") == "child":
+            return
+        await publish(self, channel, event)
+
+    monkeypatch.setattr(MemoryBroker, "publish", drop_status_to_children)
+    live = await make_live()  # a heartbeat every 0.5 s
+    child = await live.child()
+    await child.send(type="start")
+    await child.expect("state", status="queued")
+    counsellor = await live.counsellor(name="Ana")
+    await counsellor.send(type="take")
+    await counsellor.expect("assigned")
+    state = await child.expect("state", status="active", timeout=5)
+    assert state.get("counsellor") == {"name": "Ana"}
