@@ -160,6 +160,19 @@ def test_quick_exit_in_the_panel_leaves_the_whole_site(
     page.wait_for_url(EXIT_URL)  # the top page, not just the panel
 
 
+def test_quick_exit_in_the_panel_leaves_the_whole_site_before_the_script_has_loaded(
+    desk: BrowserContext, host: HostSite, site: ServerProcess
+) -> None:
+    """On a slow phone the button is on screen before chat.js runs: as a plain link it
+    must still take the whole window away, not load the exit page inside the panel."""
+    page = desk.new_page()
+    page.route("**/static/chat.js*", lambda route: route.abort())
+    open_host(page, host, "sq")
+    page.click(f"a:has-text('{LABEL['sq']}')")
+    page.frame_locator("iframe").locator("#exit").click()
+    page.wait_for_url(EXIT_URL)
+
+
 def test_on_a_phone_the_button_opens_the_chat_in_a_new_tab(
     browser: Browser, host: HostSite, site: ServerProcess
 ) -> None:
