@@ -346,13 +346,7 @@ class Conversations:
                         select(StaffUser).where(col(StaffUser.id) == staff.id).with_for_update()
                     )
                 ).scalar_one()
-                load = await load_of(session, staff.id)
-                if not switchboard.has_capacity(capacity=user.max_chats, load=load):
-                    raise Refused(
-                        "conflict",
-                        f"you already have {load} of {user.max_chats} chats",
-                        reason="at_capacity",
-                    )
+                load = await require_room(session, user, own=True)
                 target = conversation_id or await self._next_in_queue(session)
                 if target is None:
                     raise Refused("not_found", "nobody is waiting", reason="queue_empty")
@@ -649,3 +643,13 @@ async def load_of(session: AsyncSession, user_id: uuid.UUID) -> int:
         .where(col(Conversation.assigned_user_id) == user_id, col(Conversation.status) == "active")
     )
     return int(result.scalar_one())
+
+
+async def require_room(session: AsyncSession, user: StaffUser, *, own: bool) -> int:
+    """`user`'s load, if they have room for one more chat; refused `at_capacity` if not.
+    `own`: the user is the one asking (a take), not a colleague being handed a chat."""
+    load = await load_of(session, user.id)
+    if not switchboard.has_capacity(capacity=user.max_chats, load=load):
+        who = "you already have" if own else f"{user.display_name} already has"
+        raise Refused("conflict", f"{who} {load} of {user.max_chats} chats", reason="at_capacity")
+    return load

@@ -10,14 +10,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from chat_server import alerts, audit, protocol, switchboard, transfers
+from chat_server import alerts, audit, protocol, transfers
 from chat_server.accounts import StaffIdentity
 from chat_server.brokers import Event
 from chat_server.conversations import (
     QUEUE_CHANGED,
     Conversations,
     assigned_frame,
-    load_of,
+    require_room,
     tell_withdrawn,
     void_transfer,
 )
@@ -218,13 +218,7 @@ class Supervision:
             if to_user_id != staff.id:
                 await transfers.check_can_receive(session, counsellor)
             else:
-                load = await load_of(session, to_user_id)
-                if not switchboard.has_capacity(capacity=counsellor.max_chats, load=load):
-                    raise Refused(
-                        "conflict",
-                        f"you already have {load} of {counsellor.max_chats} chats",
-                        reason="at_capacity",
-                    )
+                await require_room(session, counsellor, own=True)
             assigned = (
                 await session.execute(
                     update(Conversation)

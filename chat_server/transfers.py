@@ -18,7 +18,7 @@ from chat_server.conversations import (
     QUEUE_CHANGED,
     Conversations,
     assigned_frame,
-    load_of,
+    require_room,
     tell_withdrawn,
     void_transfer,
 )
@@ -104,13 +104,7 @@ class Transfers:
                     select(StaffUser).where(col(StaffUser.id) == staff.id).with_for_update()
                 )
             ).scalar_one()
-            load = await load_of(session, staff.id)
-            if not switchboard.has_capacity(capacity=user.max_chats, load=load):
-                raise Refused(
-                    "conflict",
-                    f"you already have {load} of {user.max_chats} chats",
-                    reason="at_capacity",
-                )
+            await require_room(session, user, own=True)
             previous = (
                 await session.execute(
                     select(
@@ -412,13 +406,7 @@ async def check_can_receive(session: AsyncSession, colleague: StaffUser) -> None
             f"{colleague.display_name} is not available ({colleague.status})",
             reason="unavailable",
         )
-    load = await load_of(session, colleague.id)
-    if not switchboard.has_capacity(capacity=colleague.max_chats, load=load):
-        raise Refused(
-            "conflict",
-            f"{colleague.display_name} already has {load} of {colleague.max_chats} chats",
-            reason="at_capacity",
-        )
+    await require_room(session, colleague, own=False)
 
 
 def offer_frame(conversation: Conversation, sender: Event | None) -> Event:
