@@ -224,6 +224,15 @@ class LiveServer:
             await client.expect("me", status="available")
         return client
 
+    async def taken_chat(self, name: str | None = None) -> tuple[Client, Client, str]:
+        """A child who started a chat and a counsellor who took it: child, counsellor, id."""
+        child = await self.child()
+        await child.send(type="start")
+        counsellor = await self.counsellor(name=name)
+        await counsellor.send(type="take")
+        cid: str = (await counsellor.expect("assigned"))["conversation_id"]
+        return child, counsellor, cid
+
     async def ws_connection(self) -> Client:
         """A child socket that has not said hello yet."""
         client = Client(await websockets.connect(f"{self.ws_url}/ws/child", compression=None))

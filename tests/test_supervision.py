@@ -82,11 +82,7 @@ async def test_a_monitored_chat_looks_exactly_the_same_to_the_child(live: LiveSe
 
 
 async def test_monitoring_replays_the_history_and_follows_the_chat_live(live: LiveServer) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor(name="Ana")
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, counsellor, cid = await live.taken_chat("Ana")
     await child.send(type="send", client_id="1", body="një")
     await counsellor.expect("msg", seq=1)
     supervisor = await _supervisor(live)
@@ -117,11 +113,7 @@ async def test_monitoring_replays_the_history_and_follows_the_chat_live(live: Li
 
 
 async def test_a_whisper_reaches_the_counsellor_only_and_is_kept(live: LiveServer) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor()
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, counsellor, cid = await live.taken_chat()
     other = await live.counsellor()
     supervisor = await _supervisor(live)
     await supervisor.send(type="whisper", conversation_id=cid, body="Qëndro e qetë.")
@@ -139,11 +131,7 @@ async def test_a_whisper_reaches_the_counsellor_only_and_is_kept(live: LiveServe
 async def test_a_takeover_keeps_seq_continuous_and_releases_the_counsellor(
     live: LiveServer,
 ) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor(name="Ana")
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, counsellor, cid = await live.taken_chat("Ana")
     await child.send(type="send", client_id="1", body="Më ndihmoni.")
     await counsellor.expect("msg", seq=1)
     supervisor = await _supervisor(live)
@@ -241,11 +229,7 @@ async def test_a_supervisor_assigns_a_waiting_child_to_a_counsellor_with_room(
 async def test_a_takeover_cancels_a_transfer_waiting_for_a_colleague_and_tells_both(
     live: LiveServer,
 ) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    _child, ana, cid = await live.taken_chat("Ana")
     besnik = await live.counsellor(name="Besnik")
     assert besnik.identity is not None and besnik.cookie is not None
     await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
@@ -299,11 +283,7 @@ async def test_assign_refuses_a_counsellor_who_is_not_available(live: LiveServer
 async def test_a_chat_assigned_after_a_transfer_to_the_queue_comes_with_its_note(
     live: LiveServer,
 ) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    _child, ana, cid = await live.taken_chat("Ana")
     await ana.send(type="transfer", conversation_id=cid, note="Flet vetëm shqip.")
     await ana.expect("released", conversation_id=cid)
     besnik = await live.counsellor(name="Besnik")
@@ -316,11 +296,7 @@ async def test_a_chat_assigned_after_a_transfer_to_the_queue_comes_with_its_note
 
 
 async def test_a_block_ends_the_chat_and_refuses_new_ones_until_lifted(live: LiveServer) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor()
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, _counsellor, cid = await live.taken_chat()
     supervisor = await _supervisor(live)
     await supervisor.send(
         type="block", conversation_id=cid, reason="Fyerje të përsëritura", hours=24
@@ -348,11 +324,7 @@ async def test_a_block_ends_the_chat_and_refuses_new_ones_until_lifted(live: Liv
 
 
 async def test_a_block_withdraws_the_offer_waiting_for_a_colleague(live: LiveServer) -> None:
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    _child, ana, cid = await live.taken_chat("Ana")
     besnik = await live.counsellor(name="Besnik")
     assert besnik.identity is not None
     await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))

@@ -42,11 +42,7 @@ async def test_a_console_back_within_the_grace_period_keeps_its_chats(
     make_live: MakeLive,
 ) -> None:
     live = await make_live(staff_grace_s=3.0)
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor()
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, counsellor, cid = await live.taken_chat()
     await child.send(type="send", client_id="a", body="a je aty?")
     await counsellor.expect("msg", seq=1)
     await counsellor.close()
@@ -89,11 +85,7 @@ async def test_a_waiting_child_gone_past_the_grace_period_leaves_the_queue(
 
 async def test_a_chat_silent_past_the_inactivity_limit_is_closed(make_live: MakeLive) -> None:
     live = await make_live(inactivity_close_s=1.0)
-    child = await live.child()
-    await child.send(type="start")
-    counsellor = await live.counsellor()
-    await counsellor.send(type="take")
-    cid = (await counsellor.expect("assigned"))["conversation_id"]
+    child, counsellor, cid = await live.taken_chat()
     assert (await child.expect("ended", timeout=6))["reason"] == "inactive"
     assert (await counsellor.expect("ended", conversation_id=cid))["reason"] == "inactive"
 
@@ -137,11 +129,7 @@ async def test_an_offer_dies_with_a_lost_console_and_cannot_move_the_chat_from_i
     live = await make_live(staff_grace_s=1.0)
     besnik = await live.counsellor(name="Besnik")
     assert besnik.identity is not None and besnik.cookie is not None
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    child, ana, cid = await live.taken_chat("Ana")
     await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
     await besnik.expect("transfer_offer", conversation_id=cid)
     await ana.expect("transfer_pending", conversation_id=cid)
@@ -175,11 +163,7 @@ async def test_a_note_handed_over_once_is_not_handed_over_again_after_a_lost_con
     make_live: MakeLive,
 ) -> None:
     live = await make_live(staff_grace_s=1.0)
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    child, ana, cid = await live.taken_chat("Ana")
     await ana.send(type="transfer", conversation_id=cid, note="Ka frikë nga babai.")
     await ana.expect("released", conversation_id=cid)
     besnik = await live.counsellor(name="Besnik")
@@ -206,11 +190,7 @@ async def test_a_chat_closed_for_inactivity_withdraws_the_offer_waiting_for_a_co
     live = await make_live(inactivity_close_s=1.0)
     besnik = await live.counsellor(name="Besnik")
     assert besnik.identity is not None
-    child = await live.child()
-    await child.send(type="start")
-    ana = await live.counsellor(name="Ana")
-    await ana.send(type="take")
-    cid = (await ana.expect("assigned"))["conversation_id"]
+    _child, ana, cid = await live.taken_chat("Ana")
     await ana.send(type="transfer", conversation_id=cid, to_user_id=str(besnik.identity.id))
     await besnik.expect("transfer_offer", conversation_id=cid)
     await ana.expect("ended", conversation_id=cid, reason="inactive", timeout=6)
