@@ -185,7 +185,12 @@ class Floor:
         )
 
     async def availability_now(self) -> Event:
-        """What a child joining now can expect: from a read at most `AVAILABILITY_TTL_S`
+        """What a child joining now can expect."""
+        joining = await self._joining_now()
+        return self.availability(joining.staffing, joining.queue_length + 1)
+
+    async def _joining_now(self) -> Joining:
+        """The queue's length and the staffing, from a read at most `AVAILABILITY_TTL_S`
         old, which concurrent callers share."""
         loop = asyncio.get_running_loop()
         joining = self._joining
@@ -194,7 +199,7 @@ class Floor:
                 self._joining_read = loop.create_task(self._read_joining())
             # Shielded: a child that hangs up mid-read must not cancel it for the others.
             joining = await asyncio.shield(self._joining_read)
-        return self.availability(joining.staffing, joining.queue_length + 1)
+        return joining
 
     async def _read_joining(self) -> Joining:
         changes = self._floor_changes
@@ -228,7 +233,9 @@ class Floor:
         if conversation.status == "queued":
             async with self.db() as session:
                 position = await _position(session, conversation)
-                staffing = await self._staffing(session)
+            # Shared with every child joining or coming back meanwhile (a node restart
+            # brings them all at once); the next queue refresh reads afresh.
+            staffing = (await self._joining_now()).staffing
             state = self._waiting_state(position, conversation.mode, staffing)
             self._introduce(conversation.id, state)
         elif conversation.status == "active" and conversation.assigned_user_id is not None:
