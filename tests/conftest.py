@@ -27,6 +27,8 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -52,6 +54,35 @@ TABLES = (
 )
 # Every table; TRUNCATE ... CASCADE empties those that refer to these too.
 PASSWORD = "correct horse battery"
+
+
+REDIS_URL = os.environ.get("ALO116_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis(url: str = REDIS_URL) -> None:
+    """Skip (or, in CI, fail) when the shared Redis does not answer."""
+
+    async def ping() -> None:
+        client = Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (RedisError, OSError) as exc:
+        message = f"Redis unreachable at {url}: {exc!r}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared Redis, for tests of several nodes."""
+    require_redis()
+    return REDIS_URL
 
 
 def free_port() -> int:
@@ -118,6 +149,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url: str = request.getfixturevalue("postgres_database")
     asyncio.run(_truncate(url))
     yield url
+
+
+@pytest.fixture
+def pg_url(postgres_database: str) -> str:
+    """An emptied PostgreSQL database, for tests of several nodes (SQLite has one)."""
+    asyncio.run(_truncate(postgres_database))
+    return postgres_database
 
 
 async def _truncate(url: str) -> None:
@@ -259,14 +297,20 @@ async def start_server(settings: Settings) -> LiveServer:
         log_level="warning",
         access_log=False,
     )
+    server, task, port = await serve_uvicorn(config)
+    return LiveServer(f"http://127.0.0.1:{port}", settings, server, task)
+
+
+async def serve_uvicorn(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Serve in this event loop on the port the system picked; returns once started."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return LiveServer(f"http://127.0.0.1:{port}", settings, server, task)
+    port: int = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, port
 
 
 async def stop_server(live: LiveServer) -> None:

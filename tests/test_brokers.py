@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -25,29 +24,9 @@ from redis.exceptions import RedisError
 from chat_server.brokers import Broker, Event
 from chat_server.brokers.memory import MemoryBroker
 from chat_server.brokers.redis import RedisBroker
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI, REDIS_URL, free_port, require_redis
 
-REDIS_URL = os.environ.get("ALO116_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WAIT = 3.0
-
-
-def require_redis(url: str = REDIS_URL) -> None:
-    """Skip (or, in CI, fail) when the shared Redis does not answer."""
-
-    async def ping() -> None:
-        client = Redis.from_url(url, socket_connect_timeout=1)
-        try:
-            await client.ping()
-        finally:
-            await client.aclose()
-
-    try:
-        asyncio.run(ping())
-    except (RedisError, OSError) as exc:
-        message = f"Redis unreachable at {url}: {exc!r}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class RedisServer:

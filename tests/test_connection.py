@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from chat_server.brokers import Event
 from chat_server.connection import CLOSE_OVERFLOW, Connection
 from chat_server.ws_protocol import LeanWebSocketsSansIOProtocol
+from tests.conftest import serve_uvicorn
 
 
 @dataclass
@@ -166,13 +167,7 @@ async def lean_url() -> AsyncIterator[str]:
         lifespan="off",
         log_level="warning",
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server, task, port = await serve_uvicorn(config)
     try:
         yield f"ws://127.0.0.1:{port}/echo"
     finally:

@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import logging
-import random
 import shutil
 import socket
 import subprocess
@@ -28,9 +27,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from chat_server import accounts, runtime
-from chat_server.brokers import Broker
-from chat_server.settings import Settings
+from chat_server import accounts
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
 from tests import checker, conftest
@@ -41,15 +38,13 @@ from tests.conftest import (
     PASSWORD,
     LiveServer,
     MakeLive,
-    _truncate,
     free_port,
     server_process,
     start_server,
     stop_server,
 )
-from tests.test_brokers import REDIS_URL, require_redis
 from tests.test_multinode import FAST as MULTINODE_FAST
-from tests.test_multinode import DroppingBroker
+from tests.test_multinode import drop_publishes
 
 FAST_ENV = {
     "ALO116_CHILD_MESSAGES_PER_SECOND": "1000",
@@ -366,6 +361,16 @@ class _SlowChat:
     conversation_id: str
 
 
+async def _small_queues(make_live: MakeLive) -> LiveServer:
+    """A server whose connections may hold QUEUE frames, and a counsellor who may write
+    as fast as the test likes."""
+    return await make_live(
+        outbound_queue_size=QUEUE,
+        staff_messages_per_second=10_000.0,
+        staff_message_burst=10_000,
+    )
+
+
 async def _overflow_a_slow_child(live: LiveServer, caplog: pytest.LogCaptureFixture) -> _SlowChat:
     caplog.set_level(logging.WARNING, logger="chat_server.connection")
     counsellor = await live.counsellor()
@@ -415,11 +420,7 @@ async def _overflow_a_slow_child(live: LiveServer, caplog: pytest.LogCaptureFixt
 async def test_a_child_too_slow_to_read_is_closed_and_resumes_missing_nothing(
     make_live: MakeLive, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = await make_live(
-        outbound_queue_size=QUEUE,
-        staff_messages_per_second=10_000.0,
-        staff_message_burst=10_000,
-    )
+    live = await _small_queues(make_live)
     chat = await _overflow_a_slow_child(live, caplog)
     child, kid, adult, cid = chat.child, chat.kid, chat.adult, chat.conversation_id
     for n in range(MOST, MOST + 3):  # and a few more, after the close
@@ -474,12 +475,7 @@ RELEASED_WITHIN = 5.0  # a socket the server gave up on is let go this soon
 async def test_a_child_that_never_reads_again_is_let_go_after_the_overflow(
     make_live: MakeLive, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = await make_live(
-        outbound_queue_size=QUEUE,
-        staff_messages_per_second=10_000.0,
-        staff_message_burst=10_000,
-    )
-    chat = await _overflow_a_slow_child(live, caplog)
+    chat = await _overflow_a_slow_child(await _small_queues(make_live), caplog)
     started = time.monotonic()
     try:
         # The phone is frozen, its TCP stack alive (a tab in the background): the server
@@ -514,31 +510,15 @@ def _overflowed(caplog: pytest.LogCaptureFixture) -> bool:
 # --- publishes lost between nodes while children move between them ----------------------------
 
 
-@pytest.fixture
-def redis_url() -> str:
-    require_redis()
-    return REDIS_URL
-
-
 @pytest.mark.postgres
 async def test_lost_publishes_cost_nothing_to_children_moving_node_or_to_a_monitor(
-    postgres_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """tests/test_multinode.py loses 30% of publishes under three steady chats; here each
     child also drops its socket and resumes on the other node mid-chat, and a supervisor
     monitors every chat, so the checker sees resumes and a third party under loss."""
-    await _truncate(postgres_database)
-    rng = random.Random(116111)
-    droppers: list[DroppingBroker] = []
-    real = runtime.make_broker
-
-    def dropping(settings: Settings) -> Broker:
-        broker = DroppingBroker(real(settings), 0.3, rng)
-        droppers.append(broker)
-        return broker
-
-    monkeypatch.setattr(runtime, "make_broker", dropping)
-    settings = conftest.test_settings(postgres_database, redis_url=redis_url, **MULTINODE_FAST)
+    droppers = drop_publishes(monkeypatch, 0.3)
+    settings = conftest.test_settings(pg_url, redis_url=redis_url, **MULTINODE_FAST)
     a = await start_server(settings)
     b = await start_server(settings)
     try:
@@ -588,7 +568,7 @@ async def test_lost_publishes_cost_nothing_to_children_moving_node_or_to_a_monit
         for (kid, adult), held in zip(chats, resumed, strict=True):
             cid = adult.conversation_id
             assert cid is not None
-            rows = await stored(postgres_database, cid)
+            rows = await stored(pg_url, cid)
             last = len(rows)
             await _read_up_to(kid.client, last, None)
             for console in (*consoles, supervisor):

@@ -32,12 +32,11 @@ from tests.conftest import (
     PASSWORD,
     LiveServer,
     ServerProcess,
-    _truncate,
     server_process,
     start_server,
     stop_server,
 )
-from tests.test_brokers import REDIS_URL, RedisServer, require_redis
+from tests.test_brokers import RedisServer
 
 pytestmark = pytest.mark.postgres
 
@@ -54,18 +53,6 @@ FAST_ENV = {f"ALO116_{k.upper()}": str(v) for k, v in FAST.items()} | {
     "ALO116_SECRET_KEY": conftest.test_settings("sqlite://").secret_key,
 }
 SETTLE = 8.0  # bound on how long a lost event may take to be filled in
-
-
-@pytest.fixture
-def pg_url(postgres_database: str) -> str:
-    asyncio.run(_truncate(postgres_database))
-    return postgres_database
-
-
-@pytest.fixture
-def redis_url() -> str:
-    require_redis()
-    return REDIS_URL
 
 
 @pytest.fixture
@@ -457,19 +444,26 @@ class DroppingBroker:
         await self.inner.close()
 
 
-async def test_lost_publishes_cost_latency_never_messages(
-    pg_url: str, redis_url: str, nodes: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def drop_publishes(monkeypatch: pytest.MonkeyPatch, share: float) -> list[DroppingBroker]:
+    """Every node started from now on will lose `share` of what it publishes (the same
+    losses each run) once its broker's `share` is set to its `target`; the brokers."""
     rng = random.Random(116111)
     droppers: list[DroppingBroker] = []
     real = runtime.make_broker
 
     def dropping(settings: Settings) -> Broker:
-        broker = DroppingBroker(real(settings), 0.3, rng)
+        broker = DroppingBroker(real(settings), share, rng)
         droppers.append(broker)
         return broker
 
     monkeypatch.setattr(runtime, "make_broker", dropping)
+    return droppers
+
+
+async def test_lost_publishes_cost_latency_never_messages(
+    pg_url: str, redis_url: str, nodes: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    droppers = drop_publishes(monkeypatch, 0.3)
     a: LiveServer = await nodes(pg_url, redis_url)
     b: LiveServer = await nodes(pg_url, redis_url)
     chats = [await chat_between(await a.child(), await b.counsellor(max_chats=1)) for _ in range(3)]

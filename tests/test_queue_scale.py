@@ -16,11 +16,9 @@ from tests.clients import Client
 from tests.conftest import (
     LiveServer,
     MakeLive,
-    _truncate,
     start_server,
     stop_server,
 )
-from tests.test_brokers import REDIS_URL, require_redis
 
 CROWD = 30
 
@@ -195,18 +193,6 @@ async def test_a_requeued_child_is_told_its_place_again(
 
 
 # --- several nodes -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_url(postgres_database: str) -> str:
-    asyncio.run(_truncate(postgres_database))
-    return postgres_database
-
-
-@pytest.fixture
-def redis_url() -> str:
-    require_redis()
-    return REDIS_URL
 
 
 @pytest.mark.postgres

@@ -35,9 +35,7 @@ from tests.test_multinode import (
     counsellor_on,
     login,
     nodes,  # noqa: F401 - a fixture
-    pg_url,  # noqa: F401 - a fixture
     processes,  # noqa: F401 - a fixture
-    redis_url,  # noqa: F401 - a fixture
 )
 
 pytestmark = pytest.mark.postgres
@@ -161,9 +159,9 @@ def terminate(process: ServerProcess) -> float:
 
 
 async def test_a_rolling_restart_under_load_loses_nothing(
-    pg_url: str,  # noqa: F811 - the fixture imported above
-    redis_url: str,  # noqa: F811
-    processes: list[ServerProcess],  # noqa: F811
+    pg_url: str,
+    redis_url: str,
+    processes: list[ServerProcess],  # noqa: F811 - the fixture imported above
 ) -> None:
     env = FAST_ENV | {"ALO116_REDIS_URL": redis_url, "ALO116_LOG_LEVEL": "info"}
     a, b = server_process(pg_url, **env), server_process(pg_url, **env)
@@ -234,8 +232,8 @@ async def stored_conversation(database_url: str, conversation_id: str) -> Conver
 
 
 async def test_a_child_whose_node_stops_is_still_held_and_resumes_on_another(
-    pg_url: str,  # noqa: F811
-    redis_url: str,  # noqa: F811
+    pg_url: str,
+    redis_url: str,
     nodes: Callable[..., Any],  # noqa: F811
     processes: list[ServerProcess],  # noqa: F811
 ) -> None:
