@@ -11,6 +11,7 @@ import contextlib
 import logging
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -245,9 +246,10 @@ class Floor:
                 state["counsellor"] = {"name": user.display_name}
         return state
 
-    async def snapshot(self, staff: StaffIdentity) -> Event:
+    async def snapshot(self, staff: StaffIdentity, chats: Sequence[Conversation]) -> Event:
+        """The console's first frame; `chats` are the staff member's, read after the
+        console joined their channels, so no event about them can fall in between."""
         view = await self.queue_view()
-        chats = await self.conversations.chats_of(staff.id)
         online_after = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 2.5)
         return {
             "type": "snapshot",

@@ -74,12 +74,10 @@ class StaffSession:
         """The floor's snapshot, with what a console coming back would otherwise forget
         until the next event: each chat's risk level, its transfer waiting for an answer
         and the note it was handed over with, and the offers waiting for my answer."""
-        snapshot = await self.services.floor.snapshot(self.staff)
-        chats = snapshot["chats"]
-        standing, offers = await self.services.transfers.standing(
-            self.staff.id, [uuid.UUID(c["conversation_id"]) for c in chats]
-        )
-        for chat in chats:
+        mine = await self.services.conversations.chats_of(self.staff.id)
+        snapshot = await self.services.floor.snapshot(self.staff, mine)
+        standing, offers = await self.services.transfers.standing(self.staff.id, mine)
+        for chat in snapshot["chats"]:
             chat.update(standing.get(chat["conversation_id"], {}))
         snapshot["offers"] = offers
         return snapshot

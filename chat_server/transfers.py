@@ -4,6 +4,7 @@ front of the queue. The record draft is keyed by conversation, so it travels alo
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -266,19 +267,13 @@ class Transfers:
         await self.hub.publish(FLOOR, QUEUE_CHANGED)
 
     async def standing(
-        self, user_id: uuid.UUID, chat_ids: list[uuid.UUID]
+        self, user_id: uuid.UUID, mine: Sequence[Conversation]
     ) -> tuple[dict[str, Event], list[Event]]:
         """What a console coming back needs beyond the floor's snapshot: for each of its
-        chats the risk level, the transfer it waits on and the note it came with; and the
-        offers waiting for this person's answer, each as its `transfer_offer` was."""
+        chats (`mine`, as read for the snapshot) the risk level, the transfer it waits on
+        and the note it came with; and the offers waiting for this person's answer, each
+        as its `transfer_offer` was."""
         async with self.db() as session:
-            mine = list(
-                (
-                    await session.execute(
-                        select(Conversation).where(col(Conversation.id).in_(chat_ids))
-                    )
-                ).scalars()
-            )
             offered = list(
                 (
                     await session.execute(
